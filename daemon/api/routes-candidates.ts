@@ -1,0 +1,57 @@
+import type { FastifyInstance } from 'fastify';
+import { ApiError } from '../errors.js';
+import { toThreadSummary } from '../shapes.js';
+import { canSeeThread } from './acl.js';
+import { candidateBody, idParam, pageQuery } from './schemas.js';
+import type { ApiContext } from './server.js';
+
+export function registerCandidateRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.put<{ Params: { candidateId: string }; Body: { emails: string[]; name?: string } }>('/v1/candidates/:candidateId', {
+    schema: { summary: 'Register or update a candidate and their addresses', params: idParam('candidateId'), body: candidateBody },
+  }, async (req) => {
+    const cid = req.params.candidateId;
+    // one batch: the candidate, its address index, and links to threads that already
+    // mention its new addresses (with their thread.linked events)
+    const { candidate, linked } = await ctx.store.exclusive(async () => {
+      const batch = ctx.store.batch();
+      const { candidate, added } = await ctx.accounts.putCandidateInBatch(batch, cid, { emails: req.body.emails, name: req.body.name ?? null });
+      const linked = await ctx.threads.linkCandidateByAddresses(batch, cid, added);
+      await batch.write();
+      return { candidate, linked };
+    });
+    return { id: candidate.id, emails: candidate.emails, name: candidate.name, createdAt: candidate.createdAt, updatedAt: candidate.updatedAt, threadsLinked: linked.length };
+  });
+
+  app.get<{ Params: { candidateId: string } }>('/v1/candidates/:candidateId', {
+    schema: { summary: 'A candidate', params: idParam('candidateId') },
+  }, async (req) => {
+    const c = await ctx.accounts.getCandidate(req.params.candidateId);
+    if (!c) throw new ApiError('not_found', `No candidate ${req.params.candidateId}.`);
+    return { id: c.id, emails: c.emails, name: c.name, createdAt: c.createdAt, updatedAt: c.updatedAt };
+  });
+
+  app.get<{ Params: { candidateId: string }; Querystring: { limit: number; cursor?: string } }>('/v1/candidates/:candidateId/threads', {
+    schema: { summary: "A candidate's threads, newest activity first, as the acting user may see them", params: idParam('candidateId'), querystring: pageQuery },
+  }, async (req) => {
+    const cid = req.params.candidateId;
+    const limit = req.query.limit;
+    const out: Array<Record<string, unknown>> = [];
+    let cursor = req.query.cursor || undefined;
+    let lastVisible: string | null = null;
+    // Secret threads the actor may not see are skipped without counting against the page,
+    // so page sizes and cursors reveal nothing about them. A next cursor is given only when
+    // another visible thread follows.
+    for (;;) {
+      const page = await ctx.threads.candidateThreadPage(cid, cursor, 100);
+      if (page.length === 0) break;
+      for (const { cursor: c, thread } of page) {
+        cursor = c;
+        if (!canSeeThread(req.actor, thread, ctx.normalise)) continue;
+        if (out.length === limit) return { threads: out, nextCursor: lastVisible };
+        out.push(toThreadSummary(thread));
+        lastVisible = c;
+      }
+    }
+    return { threads: out, nextCursor: null };
+  });
+}

@@ -1,0 +1,118 @@
+import dns from 'node:dns/promises';
+import net from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { ApiError } from '../errors.js';
+import type { MailAuth, MailboxCredentials, MailboxRecord, ServerSettings } from '../store/records.js';
+import { canReadMailbox, canRevoke, isSelf } from './acl.js';
+import { consentBody, idParam, userBody } from './schemas.js';
+import type { ApiContext } from './server.js';
+
+interface ServerBody { host: string; port: number; secure?: boolean; auth: MailAuth }
+interface ConsentBody { imap: ServerBody; smtp?: ServerBody; syncSince?: string }
+
+function toUserView(u: { id: string; email: string; aliases: string[]; name: string | null; createdAt: string; updatedAt: string }) {
+  return { id: u.id, email: u.email, aliases: u.aliases, name: u.name, createdAt: u.createdAt, updatedAt: u.updatedAt };
+}
+
+export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.put<{ Params: { userId: string }; Body: { email: string; aliases: string[]; name?: string } }>('/v1/users/:userId', {
+    schema: { summary: 'Register or update an ATS user', params: idParam('userId'), body: userBody },
+  }, async (req) => {
+    const user = await ctx.accounts.putUser(req.params.userId, { email: req.body.email, aliases: req.body.aliases ?? [], name: req.body.name ?? null });
+    return toUserView(user);
+  });
+
+  app.get<{ Params: { userId: string } }>('/v1/users/:userId', {
+    schema: { summary: 'An ATS user', params: idParam('userId') },
+  }, async (req) => {
+    const user = await ctx.accounts.getUser(req.params.userId);
+    if (!user) throw new ApiError('not_found', `No user ${req.params.userId}.`);
+    return toUserView(user);
+  });
+
+  app.put<{ Params: { userId: string }; Body: ConsentBody }>('/v1/users/:userId/mailbox', {
+    schema: { summary: 'Grant consent: the user opts in to mailbox sync', params: idParam('userId'), body: consentBody },
+  }, async (req, reply) => {
+    const { userId } = req.params;
+    if (!isSelf(req.actor, userId)) throw new ApiError('forbidden', 'Only the user themselves can grant access to their mailbox (X-Acting-User must be this user).');
+    if (!(await ctx.accounts.getUser(userId))) throw new ApiError('not_found', `No user ${userId}: register it first with PUT /v1/users/${userId}.`);
+    const body = req.body;
+    await assertResolves(body.imap.host, 'imap.host');
+    if (body.smtp) await assertResolves(body.smtp.host, 'smtp.host');
+    const since = body.syncSince ? new Date(body.syncSince) : new Date(Date.now() - ctx.config.sync.initialWindowDays * 86_400_000);
+    if (!Number.isFinite(since.getTime())) throw new ApiError('invalid_request', 'syncSince must be an ISO 8601 date-time.');
+    const settings = (s: ServerBody): ServerSettings => ({ host: s.host, port: s.port, secure: s.secure ?? true });
+    const creds: MailboxCredentials = { imap: body.imap.auth, smtp: body.smtp?.auth ?? null };
+    await ctx.accounts.grantConsent({
+      userId,
+      consent: { grantedAt: new Date().toISOString() },
+      imap: settings(body.imap),
+      smtp: body.smtp ? settings(body.smtp) : null,
+      sealedCredentials: ctx.store.sealSecret(creds),
+      syncSince: since.toISOString(),
+    });
+    req.log.info({ userId, host: body.imap.host }, 'mailbox consent granted');
+    await ctx.supervisor.restart(userId);
+    return reply.status(202).send(await mailboxStatus(ctx, userId));
+  });
+
+  app.get<{ Params: { userId: string } }>('/v1/users/:userId/mailbox', {
+    schema: { summary: 'Mailbox sync status', params: idParam('userId') },
+  }, async (req) => {
+    if (!canReadMailbox(req.actor, req.params.userId)) throw new ApiError('forbidden', 'Only the user themselves or an admin can read this mailbox status.');
+    return mailboxStatus(ctx, req.params.userId);
+  });
+
+  app.delete<{ Params: { userId: string }; Querystring: { purge?: boolean } }>('/v1/users/:userId/mailbox', {
+    schema: {
+      summary: 'Revoke consent: stop syncing and destroy the credentials',
+      params: idParam('userId'),
+      querystring: { type: 'object', additionalProperties: false, properties: { purge: { type: 'boolean', default: false } } },
+    },
+  }, async (req, reply) => {
+    const { userId } = req.params;
+    if (!canRevoke(req.actor, userId)) throw new ApiError('forbidden', 'Only the user themselves or a super admin can revoke access to this mailbox.');
+    // stop first: the connection closes before the credentials are gone
+    await ctx.supervisor.stopUser(userId);
+    const locations = req.query.purge ? await ctx.threads.messageKeysOfUser(userId) : [];
+    const old = await ctx.accounts.revokeConsent(userId);
+    if (!old) throw new ApiError('not_found', `User ${userId} has not granted access to a mailbox.`);
+    if (req.query.purge) await ctx.threads.purgeUserMessages(userId, locations);
+    req.log.info({ userId, purge: !!req.query.purge }, 'mailbox consent revoked');
+    return reply.status(204).send();
+  });
+}
+
+async function assertResolves(host: string, field: string): Promise<void> {
+  if (net.isIP(host.replace(/^\[|\]$/g, ''))) return;
+  try {
+    await dns.lookup(host);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTFOUND' || code === 'EAI_NONAME' || code === 'EAI_FAIL') {
+      throw new ApiError('unprocessable', `${field}: the host name "${host}" does not resolve.`);
+    }
+  }
+}
+
+export async function mailboxStatus(ctx: ApiContext, userId: string): Promise<Record<string, unknown>> {
+  const mbx: MailboxRecord | undefined = await ctx.accounts.getMailbox(userId);
+  if (!mbx) {
+    const revokedAt = await ctx.accounts.revokedAt(userId);
+    if (!revokedAt) throw new ApiError('not_found', `User ${userId} has not granted access to a mailbox.`);
+    return { userId, consent: null, state: 'revoked', lastError: null, lastSyncAt: null, folders: [], counts: { threads: 0, messages: 0 }, revokedAt };
+  }
+  const folders = await ctx.accounts.listFolders(userId);
+  return {
+    userId,
+    consent: mbx.consent,
+    state: mbx.state,
+    lastError: mbx.lastError,
+    lastSyncAt: mbx.lastSyncAt,
+    imap: mbx.imap,
+    smtp: mbx.smtp,
+    syncSince: mbx.syncSince,
+    folders: folders.map((f) => ({ path: f.path, specialUse: f.specialUse, uidValidity: f.uidValidity, uidNext: f.uidNext, syncedAt: f.syncedAt })),
+    counts: await ctx.threads.countsForUser(userId),
+  };
+}

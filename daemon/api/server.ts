@@ -1,0 +1,154 @@
+import crypto from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import swagger from '@fastify/swagger';
+import type { Logger } from 'pino';
+import { ApiError, errorBody, type ApiErrorCode } from '../errors.js';
+import type { Config } from '../config/load.js';
+import type { Accounts } from '../store/accounts.js';
+import type { Threads } from '../store/threads.js';
+import type { Outbox } from '../store/outbox.js';
+import type { Store } from '../store/store.js';
+import type { Role } from '../store/records.js';
+import type { SyncSupervisor } from '../sync/supervisor.js';
+import type { WebhookDispatcher } from '../events/dispatcher.js';
+import type { Metrics } from '../ops/metrics.js';
+import { ID_PATTERN } from './schemas.js';
+import type { Actor } from './acl.js';
+import { registerUserRoutes } from './routes-users.js';
+import { registerCandidateRoutes } from './routes-candidates.js';
+import { registerThreadRoutes } from './routes-threads.js';
+import { registerEventRoutes } from './routes-events.js';
+
+export interface ApiContext {
+  config: Config;
+  store: Store;
+  accounts: Accounts;
+  threads: Threads;
+  outbox: Outbox;
+  supervisor: SyncSupervisor;
+  dispatcher: WebhookDispatcher | null;
+  metrics: Metrics;
+  normalise: (address: string) => string;
+  isReady: () => boolean;
+  /** Relay hooks added by the SMTP module when it runs. */
+  log: Logger;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    actor: Actor;
+  }
+}
+
+const ROLES: Role[] = ['user', 'admin', 'super_admin'];
+const ID_RE = new RegExp(ID_PATTERN);
+
+/** Constant-time comparison that does not leak the length of the expected token. */
+export function tokenMatches(given: string, tokens: readonly string[]): boolean {
+  const g = crypto.createHash('sha256').update(given).digest();
+  let ok = false;
+  for (const t of tokens) ok = crypto.timingSafeEqual(g, crypto.createHash('sha256').update(t).digest()) || ok;
+  return ok;
+}
+
+function bearer(req: FastifyRequest): string | null {
+  const h = req.headers.authorization;
+  if (typeof h !== 'string') return null;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
+  return m ? m[1]! : null;
+}
+
+export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: ctx.log.child({ component: 'api' }) as FastifyBaseLogger,
+    bodyLimit: ctx.config.api.bodyLimitBytes,
+    disableRequestLogging: false,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: true, allErrors: false } },
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'mailsync', version: '1', description: 'The contract between mailsync and the applicant tracking system (API.md).' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+
+  app.decorateRequest('actor', null as unknown as Actor);
+
+  app.addHook('onRequest', async (req) => {
+    if (!req.url.startsWith('/v1/') && req.url !== '/v1') return;
+    const token = bearer(req);
+    if (!token || !tokenMatches(token, ctx.config.api.tokens)) {
+      ctx.metrics.apiAuthFailures.inc();
+      throw new ApiError('unauthorized', 'A valid bearer token is required (Authorization: Bearer <token>).');
+    }
+    const actingUser = req.headers['x-acting-user'];
+    const actingRole = req.headers['x-acting-role'];
+    if (actingUser !== undefined && (typeof actingUser !== 'string' || !ID_RE.test(actingUser))) {
+      throw new ApiError('invalid_request', 'X-Acting-User must be a user id of 1 to 128 characters from [A-Za-z0-9._:-].');
+    }
+    if (actingRole !== undefined && (typeof actingRole !== 'string' || !ROLES.includes(actingRole as Role))) {
+      throw new ApiError('invalid_request', 'X-Acting-Role must be one of user, admin, super_admin.');
+    }
+    const user = actingUser ? await ctx.accounts.getUser(actingUser) : undefined;
+    req.actor = {
+      userId: (actingUser as string | undefined) ?? null,
+      role: (actingRole as Role | undefined) ?? 'user',
+      addresses: new Set(user ? ctx.accounts.userAddresses(user) : []),
+    };
+  });
+
+  app.setErrorHandler((err: FastifyError | ApiError, req, reply) => {
+    if (err instanceof ApiError) {
+      return reply.status(err.status).send(errorBody(err.code, err.message, err.details));
+    }
+    const fe = err as FastifyError;
+    if (fe.validation) {
+      const details = fe.validation.map((v) => ({ field: `${fe.validationContext ?? 'body'}${v.instancePath}`.replace(/\//g, '.'), problem: v.message, ...(v.params && 'additionalProperty' in v.params ? { unknownField: v.params.additionalProperty } : {}) }));
+      const first = details[0]!;
+      const text = first.unknownField ? `${first.field}: unknown field "${String(first.unknownField)}"` : `${first.field} ${first.problem}`;
+      return reply.status(400).send(errorBody('invalid_request', text, details));
+    }
+    const map: Record<string, ApiErrorCode> = {
+      FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+      FST_ERR_CTP_INVALID_MEDIA_TYPE: 'invalid_request',
+      FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_request',
+      FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_request',
+      FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_request',
+    };
+    const code = (fe.code && map[fe.code]) || (fe.statusCode === 400 ? 'invalid_request' : undefined);
+    if (code) {
+      const message = code === 'payload_too_large' ? `The request body is larger than ${ctx.config.api.bodyLimitBytes} bytes.` : fe.message.replace(/^FST_\w+:\s*/, '');
+      return reply.status(code === 'payload_too_large' ? 413 : 400).send(errorBody(code, message));
+    }
+    req.log.error({ err }, 'request failed');
+    return reply.status(500).send(errorBody('internal', 'Something went wrong inside mailsync; the log has the details.'));
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    reply.status(404).send(errorBody('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`));
+  });
+
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
+    if (!ctx.isReady()) return reply.status(503).send(errorBody('unavailable', 'mailsync is starting or stopping.'));
+    return { status: 'ready', store: 'open', workers: ctx.supervisor.size };
+  });
+  app.get('/metrics', { schema: { hide: true } }, async (req, reply) => {
+    if (ctx.config.api.metricsToken) {
+      const token = bearer(req);
+      if (!token || !tokenMatches(token, [ctx.config.api.metricsToken])) throw new ApiError('unauthorized');
+    }
+    reply.header('content-type', ctx.metrics.registry.contentType);
+    return ctx.metrics.registry.metrics();
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  registerUserRoutes(app, ctx);
+  registerCandidateRoutes(app, ctx);
+  registerThreadRoutes(app, ctx);
+  registerEventRoutes(app, ctx);
+  return app;
+}

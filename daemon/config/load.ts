@@ -1,0 +1,162 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import convict from 'convict';
+import YAML from 'yaml';
+import { MailsyncError } from '../errors.js';
+import { envName, isOption, schema, type OptionSpec, type SchemaTree } from './schema.js';
+
+type ConfigOf<T> = T extends OptionSpec ? T['default'] : { readonly [K in keyof T]: ConfigOf<T[K]> };
+/** The validated, frozen configuration. */
+export type Config = ConfigOf<typeof schema>;
+
+let formatsAdded = false;
+
+function addFormats(): void {
+  if (formatsAdded) return;
+  formatsAdded = true;
+  convict.addParser([
+    { extension: ['yml', 'yaml'], parse: (text: string) => YAML.parse(text) ?? {} },
+    { extension: 'json', parse: JSON.parse },
+  ]);
+  const parseJsonIfString = (v: unknown): unknown => {
+    if (typeof v !== 'string') return v;
+    try {
+      return JSON.parse(v);
+    } catch {
+      return v;
+    }
+  };
+  const splitIfString = (v: unknown): unknown =>
+    typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v;
+  convict.addFormats({
+    'nonempty-string-list': {
+      validate(v: unknown) {
+        if (!Array.isArray(v) || v.some((s) => typeof s !== 'string' || s.length === 0)) {
+          throw new Error('must be a list of non-empty strings');
+        }
+      },
+      coerce: splitIfString,
+    },
+    'domain-list': {
+      validate(v: unknown) {
+        if (!Array.isArray(v)) throw new Error('must be a list of domain names');
+        for (const d of v) {
+          if (typeof d !== 'string' || !/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/i.test(d)) {
+            throw new Error(`"${String(d)}" is not a domain name like ats.example.net`);
+          }
+        }
+      },
+      coerce: splitIfString,
+    },
+    'credential-list': {
+      validate(v: unknown) {
+        if (!Array.isArray(v)) throw new Error('must be a list of {user, pass}');
+        for (const c of v) {
+          if (typeof c !== 'object' || c === null || typeof (c as { user?: unknown }).user !== 'string' || typeof (c as { pass?: unknown }).pass !== 'string') {
+            throw new Error('every entry must be {user: string, pass: string}');
+          }
+          const extra = Object.keys(c).filter((k) => k !== 'user' && k !== 'pass');
+          if (extra.length) throw new Error(`unknown field ${extra.map((k) => `"${k}"`).join(', ')} in an entry (only user and pass)`);
+        }
+      },
+      coerce: parseJsonIfString,
+    },
+    'url-or-empty': {
+      validate(v: unknown) {
+        if (v === '') return;
+        let u: URL;
+        try {
+          u = new URL(String(v));
+        } catch {
+          throw new Error('must be an http(s) URL or empty');
+        }
+        if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('must be an http(s) URL or empty');
+      },
+    },
+    ratio: {
+      validate(v: unknown) {
+        if (typeof v !== 'number' || !(v >= 0 && v <= 1)) throw new Error('must be a number from 0 to 1');
+      },
+      coerce: (v: unknown) => (typeof v === 'string' ? Number(v) : v),
+    },
+  });
+}
+
+/** The convict schema: our schema plus the env var derived from each path. */
+function convictSchema(tree: SchemaTree, prefix: string[] = []): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, node] of Object.entries(tree)) {
+    const p = [...prefix, key];
+    out[key] = isOption(node) ? { ...node, env: envName(p) } : convictSchema(node, p);
+  }
+  return out;
+}
+
+export interface LoadOptions {
+  /** YAML or JSON file; none means the embedded defaults (plus env vars). */
+  file?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  /** Values that win over file and env (tests). */
+  overrides?: Record<string, unknown>;
+}
+
+export interface LoadedConfig {
+  config: Config;
+  /** The effective configuration as JSON with sensitive values replaced. */
+  redacted: () => string;
+}
+
+/**
+ * Loads and validates strictly: unknown keys and bad values are errors naming the key.
+ * The result is deeply frozen.
+ */
+export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
+  addFormats();
+  const conf = convict(convictSchema(schema) as convict.Schema<Config>, { env: opts.env ?? process.env, args: [] });
+  if (opts.file) {
+    const file = path.resolve(opts.file);
+    if (!fs.existsSync(file)) throw new MailsyncError('MAILSYNC_ERR_CONFIG', `config file ${opts.file} does not exist`);
+    if (!/\.(ya?ml|json)$/i.test(file)) throw new MailsyncError('MAILSYNC_ERR_CONFIG', `config file ${opts.file} must end in .yaml, .yml or .json`);
+    let parsed: unknown;
+    try {
+      const text = fs.readFileSync(file, 'utf8');
+      parsed = /\.json$/i.test(file) ? JSON.parse(text) : (YAML.parse(text) ?? {});
+    } catch (err) {
+      throw new MailsyncError('MAILSYNC_ERR_CONFIG', `config file ${opts.file} cannot be read: ${(err as Error).message}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new MailsyncError('MAILSYNC_ERR_CONFIG', `config file ${opts.file} must hold a mapping of options at its top`);
+    }
+    conf.load(parsed as Record<string, unknown>);
+  }
+  if (opts.overrides) conf.load(opts.overrides);
+  try {
+    conf.validate({ allowed: 'strict' });
+  } catch (err) {
+    const lines = String((err as Error).message).split('\n').map((l) => l.trim()).filter(Boolean).map(explainConvictLine);
+    throw new MailsyncError('MAILSYNC_ERR_CONFIG', `invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  const config = deepFreeze(conf.getProperties() as unknown as Config);
+  if (config.webhooks.url && !config.webhooks.secret) {
+    throw new MailsyncError('MAILSYNC_ERR_CONFIG', 'invalid configuration:\n  webhooks.secret: must be set when webhooks.url is set (receivers verify the signature with it)');
+  }
+  if (config.store.key && !/^[0-9a-f]{64}$/i.test(config.store.key)) {
+    throw new MailsyncError('MAILSYNC_ERR_CONFIG', 'invalid configuration:\n  store.key: must be 64 hexadecimal characters (32 bytes)');
+  }
+  return { config, redacted: () => conf.toString() };
+}
+
+/** Convict says "configuration param 'x' not declared in the schema": say it in our words. */
+function explainConvictLine(line: string): string {
+  const undeclared = /^configuration param '([^']+)' not declared in the schema$/.exec(line);
+  if (undeclared) return `${undeclared[1]}: unknown option (see config/example.yaml for the options that exist)`;
+  return line.replace(/: value was .*$/, (m) => (/\[Sensitive\]/.test(m) ? '' : m));
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

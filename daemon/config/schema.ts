@@ -1,0 +1,119 @@
+/**
+ * The configuration schema: every option with its doc, default and format. The environment
+ * variable of each option is derived from its path (`api.port` → `MAILSYNC_API_PORT`), so the
+ * contract of API.md holds for every key without a hand-written list that could drift.
+ */
+
+export interface OptionSpec {
+  doc: string;
+  format: unknown;
+  default: unknown;
+  sensitive?: boolean;
+  nullable?: boolean;
+}
+
+export type SchemaTree = { [key: string]: OptionSpec | SchemaTree };
+
+export const schema = {
+  api: {
+    host: { doc: 'Address the REST API listens on. Keep it on loopback or a private network; the ATS is its only client.', format: String, default: '127.0.0.1' },
+    port: { doc: 'Port of the REST API (0 picks a free port, which is then logged).', format: 'port', default: 8025 },
+    tokens: {
+      doc: 'Bearer tokens accepted on /v1 (Authorization: Bearer <token>). Give each ATS deployment its own and rotate by listing old and new together.',
+      format: 'nonempty-string-list', default: ['change-me'], sensitive: true,
+    },
+    bodyLimitBytes: { doc: 'Largest request body the API accepts; larger ones get 413 payload_too_large.', format: 'nat', default: 1_048_576 },
+    metricsToken: { doc: 'When set, GET /metrics requires this bearer token; empty leaves /metrics open (it holds no mail content).', format: String, default: '', sensitive: true },
+  },
+  store: {
+    path: { doc: 'Directory of the LevelDB store. Back it up; it holds the threads, the sync state and the outbox.', format: String, default: './data' },
+    keyFile: {
+      doc: 'File holding the 32-byte key (64 hex characters) that encrypts secrets at rest with AES-256-GCM. Created with mode 0600 when missing. Keep it outside backups of the store.',
+      format: String, default: './data/master.key',
+    },
+    key: { doc: 'The encryption key itself (64 hex characters), instead of keyFile; wins over keyFile when set. Meant for secret managers that inject env vars.', format: String, default: '', sensitive: true },
+    encryptContent: { doc: 'Encrypt stored message content (parsed text, html and original bytes) too, not only credentials.', format: Boolean, default: true },
+    maxRawBytes: {
+      doc: 'Largest original message (in bytes) kept for /raw and attachment downloads. Larger messages keep their text and attachment list; their bytes are not stored.',
+      format: 'nat', default: 26_214_400,
+    },
+  },
+  ats: {
+    messageIdDomains: {
+      doc: 'Message-IDs whose domain is one of these (or a subdomain of one) are ATS-originated: threads containing them are tracked. The relay stamps its Message-IDs with the first one.',
+      format: 'domain-list', default: ['ats.example.net'],
+    },
+  },
+  webhooks: {
+    url: { doc: 'Where events are POSTed. Empty: no push; the ATS pulls GET /v1/events.', format: 'url-or-empty', default: '' },
+    secret: { doc: 'HMAC-SHA256 key for X-Mailsync-Signature. Required when url is set.', format: String, default: '', sensitive: true },
+    timeoutMs: { doc: 'How long one delivery may take before it counts as failed and is retried.', format: 'nat', default: 10_000 },
+    concurrency: { doc: 'Deliveries in flight at once. Events of one thread (or one mailbox) are still delivered in order, one at a time.', format: 'nat', default: 8 },
+    retry: {
+      attempts: { doc: 'Attempts per event before it is marked failed (and stays listed for redelivery).', format: 'nat', default: 12 },
+      initialDelayMs: { doc: 'Delay before the first retry; each retry doubles it.', format: 'nat', default: 1_000 },
+      maxDelayMs: { doc: 'Longest delay between two attempts.', format: 'nat', default: 3_600_000 },
+      jitter: { doc: 'Random share (0..1) by which each delay is shortened, so retries of many events do not arrive together.', format: 'ratio', default: 0.2 },
+    },
+  },
+  sync: {
+    initialWindowDays: { doc: 'How far back the first sync of a mailbox looks when the consent gives no syncSince.', format: 'nat', default: 90 },
+    allowPlaintext: {
+      doc: 'Allow IMAP without TLS when the server offers no STARTTLS. Only for a server on loopback or a trusted network; passwords travel in clear.',
+      format: Boolean, default: false,
+    },
+    tlsCaFile: { doc: 'Extra CA certificate (PEM) trusted for IMAP TLS, for servers with a private CA. Empty: the system CAs.', format: String, default: '' },
+    sentPollSeconds: { doc: 'How often the Sent folder is checked (STATUS) while INBOX is watched with IDLE.', format: 'nat', default: 60 },
+    idleRefreshSeconds: {
+      doc: 'IDLE is re-issued after this long. Servers may drop IDLE after 30 minutes (RFC 2177) and NAT boxes drop quiet sockets sooner; the re-issue also proves the socket alive.',
+      format: 'nat', default: 300,
+    },
+    connectTimeoutSeconds: { doc: 'Longest wait for TCP, TLS, greeting and login together.', format: 'nat', default: 30 },
+    socketTimeoutSeconds: { doc: 'A socket silent for this long (no answer to our commands or probes) is treated as dead and replaced.', format: 'nat', default: 360 },
+    fetchBatchSize: { doc: 'UIDs per FETCH of header fields during catch-up; keeps command lines and responses bounded on very large folders.', format: 'nat', default: 500 },
+    backoff: {
+      minMs: { doc: 'First delay before reconnecting after a drop.', format: 'nat', default: 1_000 },
+      maxMs: { doc: 'Longest delay between reconnect attempts.', format: 'nat', default: 300_000 },
+      resetAfterSeconds: { doc: 'A connection must stay up this long before the backoff starts again from minMs, so a server that accepts and drops does not get hammered.', format: 'nat', default: 120 },
+    },
+    parseTimeoutMs: { doc: 'Longest time spent parsing one message; a message that takes longer is quarantined with a reason.', format: 'nat', default: 30_000 },
+  },
+  smtp: {
+    submission: {
+      host: { doc: 'Address of the submission listener (the ATS sends mail through it).', format: String, default: '127.0.0.1' },
+      port: { doc: 'Port of the submission listener; 0 disables it.', format: 'port', default: 2587 },
+      users: {
+        doc: 'Credentials the ATS uses for SMTP AUTH on the submission listener: a list of {user, pass}. As an env var: JSON.',
+        format: 'credential-list', default: [{ user: 'ats', pass: 'change-me' }], sensitive: true,
+      },
+    },
+    intake: {
+      host: { doc: 'Address of the limited-sync intake listener (mail-flow rules forward replies to it).', format: String, default: '127.0.0.1' },
+      port: { doc: 'Port of the intake listener; 0 disables it.', format: 'port', default: 2525 },
+    },
+  },
+  log: {
+    level: { doc: 'Log level: fatal, error, warn, info, debug, trace or silent.', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
+    pretty: { doc: 'Human-readable logs instead of JSON lines.', format: Boolean, default: false },
+  },
+} satisfies SchemaTree;
+
+/** `api.port` → `MAILSYNC_API_PORT`. */
+export function envName(path: string[]): string {
+  return ['MAILSYNC', ...path].map((p) => p.toUpperCase()).join('_');
+}
+
+export function isOption(node: OptionSpec | SchemaTree): node is OptionSpec {
+  return typeof node === 'object' && node !== null && 'doc' in node && 'default' in node;
+}
+
+/** Every option with its path, in schema order: the source of the config reference. */
+export function listOptions(tree: SchemaTree = schema, prefix: string[] = []): Array<{ path: string[]; spec: OptionSpec }> {
+  const out: Array<{ path: string[]; spec: OptionSpec }> = [];
+  for (const [key, node] of Object.entries(tree)) {
+    const path = [...prefix, key];
+    if (isOption(node)) out.push({ path, spec: node });
+    else out.push(...listOptions(node, path));
+  }
+  return out;
+}

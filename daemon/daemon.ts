@@ -1,0 +1,133 @@
+import fs from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from './config/load.js';
+import { loadMasterKey } from './store/crypto.js';
+import { Store } from './store/store.js';
+import { Outbox } from './store/outbox.js';
+import { Accounts } from './store/accounts.js';
+import { Threads } from './store/threads.js';
+import { normaliseAddress } from './threads/addresses.js';
+import { isAtsDomainId } from './threads/matching.js';
+import { Ingestor } from './sync/ingestor.js';
+import { SyncSupervisor } from './sync/supervisor.js';
+import { WebhookDispatcher } from './events/dispatcher.js';
+import { buildApi } from './api/server.js';
+import { Metrics } from './ops/metrics.js';
+
+/**
+ * The one wiring place: builds the subsystems in order and stops them in reverse. Nothing
+ * here reads argv, env or signals; `cli/` does.
+ */
+export interface Daemon {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** `http://host:port` of the REST API once started. */
+  readonly apiUrl: string;
+  readonly parts: DaemonParts;
+}
+
+export interface DaemonParts {
+  store: Store;
+  outbox: Outbox;
+  accounts: Accounts;
+  threads: Threads;
+  supervisor: SyncSupervisor;
+  dispatcher: WebhookDispatcher | null;
+  api: FastifyInstance;
+  metrics: Metrics;
+}
+
+export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metrics } = {}): Daemon {
+  let parts: DaemonParts | null = null;
+  let apiUrl = '';
+  let ready = false;
+  let stopping: Promise<void> | null = null;
+  const metrics = opts.metrics ?? new Metrics();
+
+  async function start(): Promise<void> {
+    const masterKey = loadMasterKey({ key: config.store.key || undefined, keyFile: config.store.keyFile });
+    const store = await Store.open({ path: config.store.path, masterKey, encryptContent: config.store.encryptContent });
+    const outbox = new Outbox(store, { push: !!config.webhooks.url });
+    await outbox.init();
+    const normalise = (a: string) => normaliseAddress(a);
+    const accounts = new Accounts(store, outbox, normalise);
+    const domains = config.ats.messageIdDomains;
+    const threads = new Threads(store, outbox, accounts, { isAtsKey: (k) => isAtsDomainId(k, domains), normalise, maxRawBytes: config.store.maxRawBytes });
+    let supervisor: SyncSupervisor | null = null;
+    const ingestor = new Ingestor(threads, log.child({ component: 'ingest' }), { parseTimeoutMs: config.sync.parseTimeoutMs, onStored: (keys) => supervisor?.onStored(keys) });
+    const s = config.sync;
+    supervisor = new SyncSupervisor({
+      store, accounts, threads, ingestor,
+      settings: {
+        allowPlaintext: s.allowPlaintext,
+        tlsCa: s.tlsCaFile ? fs.readFileSync(s.tlsCaFile) : null,
+        sentPollMs: s.sentPollSeconds * 1000,
+        idleRefreshMs: s.idleRefreshSeconds * 1000,
+        connectTimeoutMs: s.connectTimeoutSeconds * 1000,
+        socketTimeoutMs: s.socketTimeoutSeconds * 1000,
+        fetchBatchSize: s.fetchBatchSize,
+        backoff: { minMs: s.backoff.minMs, maxMs: s.backoff.maxMs, resetAfterMs: s.backoff.resetAfterSeconds * 1000 },
+        initialWindowDays: s.initialWindowDays,
+        maxRawBytes: config.store.maxRawBytes,
+        pendingTtlMs: 7 * 86_400_000,
+      },
+      observe: {
+        fetched: (n) => metrics.messagesFetched.inc(n),
+        stored: (n) => metrics.messagesStored.inc(n),
+        connected: (up) => (up ? metrics.connections.inc() : metrics.connections.dec()),
+      },
+    }, log);
+    const w = config.webhooks;
+    const dispatcher = w.url
+      ? new WebhookDispatcher(outbox, log.child({ component: 'webhooks' }), { url: w.url, secret: w.secret, timeoutMs: w.timeoutMs, concurrency: Math.max(1, w.concurrency), retry: w.retry }, (outcome, seconds) => {
+        metrics.webhookDeliveries.inc({ outcome });
+        metrics.webhookLatency.observe(seconds);
+      })
+      : null;
+    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log });
+    parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics };
+    await dispatcher?.start();
+    await api.listen({ host: config.api.host, port: config.api.port });
+    const addr = api.server.address();
+    apiUrl = typeof addr === 'object' && addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : '';
+    await supervisor.start();
+    ready = true;
+    log.info({ api: apiUrl, store: config.store.path, webhooks: w.url ? 'push' : 'feed only', mailboxes: supervisor.size }, 'mailsync started');
+  }
+
+  /** Stops in reverse order; each step on its own so one failure does not skip the rest. */
+  function stop(): Promise<void> {
+    stopping ??= (async () => {
+      ready = false;
+      if (!parts) return;
+      const steps: Array<[string, () => Promise<unknown>]> = [
+        ['api', () => parts!.api.close()],
+        ['sync', () => parts!.supervisor.stop()],
+        ['webhooks', async () => parts!.dispatcher?.stop()],
+        ['store', () => parts!.store.close()],
+      ];
+      for (const [name, step] of steps) {
+        try {
+          await step();
+        } catch (err) {
+          log.error({ err, step: name }, 'stopping a part failed');
+        }
+      }
+      log.info('mailsync stopped');
+    })();
+    return stopping;
+  }
+
+  return {
+    start,
+    stop,
+    get apiUrl() {
+      return apiUrl;
+    },
+    get parts() {
+      if (!parts) throw new Error('the daemon has not started');
+      return parts;
+    },
+  };
+}

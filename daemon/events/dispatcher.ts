@@ -1,0 +1,231 @@
+import type { Logger } from 'pino';
+import type { Outbox } from '../store/outbox.js';
+import type { EventRecord } from '../store/records.js';
+import { signatureHeader } from './signature.js';
+import { retryDelay, type RetryPolicy } from './retry.js';
+
+/**
+ * Pushes outbox events to the ATS. Several deliveries are in flight at once, but events that
+ * share an order key (a thread, a mailbox) go one at a time in sequence order: a later reply
+ * never overtakes an earlier one, and a slow thread does not hold up the others.
+ */
+
+export interface DispatcherOptions {
+  url: string;
+  secret: string;
+  timeoutMs: number;
+  concurrency: number;
+  retry: RetryPolicy;
+}
+
+export interface DeliveryObserver {
+  (outcome: 'delivered' | 'retry' | 'failed', seconds: number): void;
+}
+
+export class WebhookDispatcher {
+  readonly #outbox: Outbox;
+  readonly #log: Logger;
+  readonly #opts: DispatcherOptions;
+  readonly #observe: DeliveryObserver;
+  /** Per order key, the sequence numbers still to deliver, oldest first. */
+  readonly #keyQueues = new Map<string, number[]>();
+  /** Keys whose head may be delivered now, in the order they became ready. */
+  readonly #ready: string[] = [];
+  readonly #readySet = new Set<string>();
+  readonly #timers = new Map<string, NodeJS.Timeout>();
+  readonly #inFlight = new Set<Promise<void>>();
+  readonly #cache = new Map<number, EventRecord>();
+  #highestLoaded = 0;
+  #loading: Promise<void> | null = null;
+  #reloadAgain = false;
+  #stopped = true;
+  #unsubscribe: (() => void) | null = null;
+  readonly #abort = new AbortController();
+
+  constructor(outbox: Outbox, log: Logger, opts: DispatcherOptions, observe: DeliveryObserver = () => {}) {
+    this.#outbox = outbox;
+    this.#log = log;
+    this.#opts = opts;
+    this.#observe = observe;
+  }
+
+  async start(): Promise<void> {
+    this.#stopped = false;
+    this.#unsubscribe = this.#outbox.onAppend(() => this.#load());
+    await this.#load();
+  }
+
+  /** Re-queues an event (redelivery of a failed one). */
+  async redeliver(event: EventRecord): Promise<void> {
+    event.status = 'pending';
+    event.attempts = 0;
+    event.nextAttemptAt = null;
+    event.lastError = null;
+    await this.#outbox.update(event);
+    this.#enqueue(event);
+    this.#pump();
+  }
+
+  get queuedCount(): number {
+    let n = 0;
+    for (const q of this.#keyQueues.values()) n += q.length;
+    return n;
+  }
+
+  /** Reads queue entries written since the last load. Coalesces bursts of appends. */
+  #load(): Promise<void> {
+    if (this.#loading) {
+      this.#reloadAgain = true;
+      return this.#loading;
+    }
+    this.#loading = (async () => {
+      do {
+        this.#reloadAgain = false;
+        const seqs = (await this.#outbox.queued()).filter((s) => s > this.#highestLoaded);
+        for (const seq of seqs) {
+          const event = await this.#outbox.get(seq);
+          this.#highestLoaded = Math.max(this.#highestLoaded, seq);
+          if (event && event.status === 'pending') this.#enqueue(event);
+        }
+        this.#pump();
+      } while (this.#reloadAgain && !this.#stopped);
+    })()
+      .catch((err) => this.#log.error({ err }, 'loading the webhook queue failed'))
+      .finally(() => {
+        this.#loading = null;
+      });
+    return this.#loading;
+  }
+
+  #enqueue(event: EventRecord): void {
+    this.#cache.set(event.seq, event);
+    const q = this.#keyQueues.get(event.orderKey);
+    if (q) {
+      if (!q.includes(event.seq)) {
+        q.push(event.seq);
+        q.sort((a, b) => a - b);
+      }
+      return;
+    }
+    this.#keyQueues.set(event.orderKey, [event.seq]);
+    this.#schedule(event.orderKey, event);
+  }
+
+  /** Makes a key ready now, or when its head's retry time comes. */
+  #schedule(key: string, head: EventRecord): void {
+    const wait = head.nextAttemptAt ? Date.parse(head.nextAttemptAt) - Date.now() : 0;
+    if (wait <= 0) {
+      if (!this.#readySet.has(key)) {
+        this.#readySet.add(key);
+        this.#ready.push(key);
+      }
+      return;
+    }
+    clearTimeout(this.#timers.get(key));
+    const timer = setTimeout(() => {
+      this.#timers.delete(key);
+      if (this.#stopped) return;
+      if (!this.#readySet.has(key)) {
+        this.#readySet.add(key);
+        this.#ready.push(key);
+      }
+      this.#pump();
+    }, wait);
+    timer.unref();
+    this.#timers.set(key, timer);
+  }
+
+  #pump(): void {
+    while (!this.#stopped && this.#inFlight.size < this.#opts.concurrency && this.#ready.length) {
+      const key = this.#ready.shift()!;
+      this.#readySet.delete(key);
+      const seq = this.#keyQueues.get(key)?.[0];
+      const event = seq === undefined ? undefined : this.#cache.get(seq);
+      if (!event) continue;
+      const p: Promise<void> = this.#deliver(event).finally(() => {
+        this.#inFlight.delete(p);
+        this.#pump();
+      });
+      this.#inFlight.add(p);
+    }
+  }
+
+  async #deliver(event: EventRecord): Promise<void> {
+    const body = JSON.stringify({ id: event.id, type: event.type, createdAt: event.createdAt, data: event.data });
+    const started = performance.now();
+    let error: string | null = null;
+    try {
+      const res = await fetch(this.#opts.url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'mailsync',
+          'x-mailsync-event': event.type,
+          'x-mailsync-delivery': event.id,
+          'x-mailsync-signature': signatureHeader(this.#opts.secret, body),
+        },
+        body,
+        signal: AbortSignal.any([AbortSignal.timeout(this.#opts.timeoutMs), this.#abort.signal]),
+      });
+      // drain so the connection can be reused
+      await res.arrayBuffer().catch(() => undefined);
+      if (res.status < 200 || res.status > 299) error = `the receiver answered HTTP ${res.status}`;
+    } catch (err) {
+      const e = err as Error & { cause?: { code?: string } };
+      error = e.name === 'TimeoutError' ? `no answer within ${this.#opts.timeoutMs} ms` : `request failed: ${e.cause?.code ?? e.message}`;
+    }
+    const seconds = (performance.now() - started) / 1000;
+    if (this.#stopped && error) return; // shutting down: the event stays queued for the next start
+    event.attempts += 1;
+    const key = event.orderKey;
+    if (!error) {
+      event.status = 'delivered';
+      event.deliveredAt = new Date().toISOString();
+      event.lastError = null;
+      event.nextAttemptAt = null;
+      this.#observe('delivered', seconds);
+    } else if (event.attempts >= this.#opts.retry.attempts) {
+      event.status = 'failed';
+      event.lastError = error;
+      event.nextAttemptAt = null;
+      this.#observe('failed', seconds);
+      this.#log.warn({ eventId: event.id, type: event.type, attempts: event.attempts, reason: error }, 'webhook delivery failed for good; the event stays listed for redelivery');
+    } else {
+      event.lastError = error;
+      event.nextAttemptAt = new Date(Date.now() + retryDelay(this.#opts.retry, event.attempts)).toISOString();
+      this.#observe('retry', seconds);
+      this.#log.info({ eventId: event.id, type: event.type, attempts: event.attempts, nextAttemptAt: event.nextAttemptAt, reason: error }, 'webhook delivery will be retried');
+    }
+    try {
+      await this.#outbox.update(event);
+    } catch (err) {
+      this.#log.error({ err, eventId: event.id }, 'recording a webhook outcome failed');
+    }
+    const q = this.#keyQueues.get(key);
+    if (!q) return;
+    if (event.status !== 'pending') {
+      q.shift();
+      this.#cache.delete(event.seq);
+    }
+    const head = q[0] === undefined ? undefined : this.#cache.get(q[0]);
+    if (!head) this.#keyQueues.delete(key);
+    else this.#schedule(key, head);
+  }
+
+  /** Stops taking new deliveries and waits (bounded) for those in flight. */
+  async stop(timeoutMs = 5_000): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#unsubscribe?.();
+    for (const t of this.#timers.values()) clearTimeout(t);
+    this.#timers.clear();
+    const drained = Promise.allSettled([...this.#inFlight]);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), timeoutMs);
+    });
+    if ((await Promise.race([drained, late])) === 'late') this.#abort.abort();
+    clearTimeout(timer);
+    await this.#loading;
+  }
+}

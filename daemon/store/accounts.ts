@@ -1,0 +1,197 @@
+import { K, lastPart, unesc } from './keys.js';
+import type { Store, WriteBatch } from './store.js';
+import type { Outbox } from './outbox.js';
+import type {
+  CandidateRecord, FolderState, MailboxError, MailboxRecord, MailboxState, UserRecord,
+} from './records.js';
+
+/** Users, mailbox consents, folder sync state and candidates. */
+export class Accounts {
+  readonly #store: Store;
+  readonly #outbox: Outbox;
+  readonly #normalise: (address: string) => string;
+
+  constructor(store: Store, outbox: Outbox, normalise: (address: string) => string) {
+    this.#store = store;
+    this.#outbox = outbox;
+    this.#normalise = normalise;
+  }
+
+  // ---- users ----
+
+  getUser(userId: string): Promise<UserRecord | undefined> {
+    return this.#store.get<UserRecord>(K.user(userId));
+  }
+
+  async listUsers(): Promise<UserRecord[]> {
+    return (await this.#store.entries<UserRecord>('user!')).map(([, u]) => u);
+  }
+
+  userAddresses(user: UserRecord): string[] {
+    return [...new Set([user.email, ...user.aliases].map(this.#normalise))];
+  }
+
+  putUser(userId: string, body: { email: string; aliases: string[]; name: string | null }): Promise<UserRecord> {
+    return this.#store.exclusive(async () => {
+      const old = await this.getUser(userId);
+      const now = new Date().toISOString();
+      const user: UserRecord = { id: userId, email: body.email, aliases: body.aliases, name: body.name, createdAt: old?.createdAt ?? now, updatedAt: now };
+      const batch = this.#store.batch().put(K.user(userId), user);
+      const next = new Set(this.userAddresses(user));
+      for (const a of old ? this.userAddresses(old) : []) if (!next.has(a)) batch.del(K.userAddr(a, userId));
+      for (const a of next) batch.put(K.userAddr(a, userId), '');
+      await batch.write();
+      return user;
+    });
+  }
+
+  /** Users owning any of these normalised addresses. */
+  async usersByAddresses(normAddrs: Iterable<string>): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (const a of new Set(normAddrs)) {
+      for (const key of await this.#store.keys(K.userAddrPrefix(a))) out.add(lastPart(key));
+    }
+    return out;
+  }
+
+  // ---- mailboxes ----
+
+  getMailbox(userId: string): Promise<MailboxRecord | undefined> {
+    return this.#store.get<MailboxRecord>(K.mailbox(userId));
+  }
+
+  async listMailboxes(): Promise<MailboxRecord[]> {
+    return (await this.#store.entries<MailboxRecord>('mbx!')).map(([, m]) => m);
+  }
+
+  /** Records a (new) consent: sync state of an older consent is dropped. */
+  grantConsent(record: Omit<MailboxRecord, 'generation' | 'state' | 'lastError' | 'lastSyncAt'>): Promise<MailboxRecord> {
+    return this.#store.exclusive(async () => {
+      const old = await this.getMailbox(record.userId);
+      const mailbox: MailboxRecord = { ...record, generation: (old?.generation ?? 0) + 1, state: 'connecting', lastError: null, lastSyncAt: null };
+      const batch = this.#store.batch().put(K.mailbox(record.userId), mailbox).del(K.revoked(record.userId));
+      if (old) await this.#dropSyncState(batch, record.userId);
+      if (old && old.state !== 'connecting') {
+        this.#stateEvent(batch, record.userId, 'connecting', old.state, null);
+      }
+      await batch.write();
+      return mailbox;
+    });
+  }
+
+  /** Revocation: the record with its sealed credentials is deleted, with all sync state. */
+  revokeConsent(userId: string): Promise<MailboxRecord | undefined> {
+    return this.#store.exclusive(async () => {
+      const old = await this.getMailbox(userId);
+      if (!old) return undefined;
+      const batch = this.#store.batch().del(K.mailbox(userId)).put(K.revoked(userId), { revokedAt: new Date().toISOString() });
+      await this.#dropSyncState(batch, userId);
+      this.#stateEvent(batch, userId, 'revoked', old.state, null);
+      await batch.write();
+      return old;
+    });
+  }
+
+  /** When the user revoked consent (and has not granted it again). */
+  async revokedAt(userId: string): Promise<string | null> {
+    return (await this.#store.get<{ revokedAt: string }>(K.revoked(userId)))?.revokedAt ?? null;
+  }
+
+  async #dropSyncState(batch: WriteBatch, userId: string): Promise<void> {
+    for (const key of await this.#store.keys(K.folderPrefix(userId))) batch.del(key);
+    for (const key of await this.#store.keys(K.locationUserPrefix(userId))) batch.del(key);
+  }
+
+  #stateEvent(batch: WriteBatch, userId: string, state: MailboxState, previousState: MailboxState, error: MailboxError | null): void {
+    this.#outbox.append(batch, 'mailbox.state_changed', { userId, state, previousState, error }, `mbx:${userId}`);
+  }
+
+  /**
+   * Moves a mailbox to a state. An event is emitted only when the state or the error code
+   * changes, so a server that fails the same way every minute makes no noise. Ignored when
+   * the consent it belongs to (`generation`) is no longer current.
+   */
+  setState(userId: string, generation: number, state: MailboxState, error: Omit<MailboxError, 'at'> | null, extra: { lastSyncAt?: string } = {}): Promise<boolean> {
+    return this.#store.exclusive(async () => {
+      const mbx = await this.getMailbox(userId);
+      if (!mbx || mbx.generation !== generation) return false;
+      const lastError = error ? { ...error, at: new Date().toISOString() } : state === 'live' ? null : mbx.lastError;
+      const changed = mbx.state !== state || (mbx.lastError?.code ?? null) !== (lastError?.code ?? null);
+      const next: MailboxRecord = { ...mbx, state, lastError, lastSyncAt: extra.lastSyncAt ?? mbx.lastSyncAt };
+      const batch = this.#store.batch().put(K.mailbox(userId), next);
+      if (changed) this.#stateEvent(batch, userId, state, mbx.state, lastError);
+      await batch.write();
+      return changed;
+    });
+  }
+
+  // ---- folder sync state ----
+
+  getFolder(userId: string, path: string): Promise<FolderState | undefined> {
+    return this.#store.get<FolderState>(K.folder(userId, path));
+  }
+
+  async listFolders(userId: string): Promise<FolderState[]> {
+    return (await this.#store.entries<FolderState>(K.folderPrefix(userId))).map(([, f]) => f);
+  }
+
+  /** Saves a folder's watermark, unless the consent changed meanwhile. */
+  putFolder(userId: string, generation: number, state: FolderState): Promise<void> {
+    return this.#store.exclusive(async () => {
+      const mbx = await this.getMailbox(userId);
+      if (!mbx || mbx.generation !== generation) return;
+      await this.#store.batch().put(K.folder(userId, state.path), state).write();
+    });
+  }
+
+  /** Forgets where messages of an old UIDVALIDITY sat; the messages themselves stay. */
+  async dropFolderLocations(userId: string, path: string): Promise<void> {
+    const batch = this.#store.batch();
+    for (const key of await this.#store.keys(K.locationFolderPrefix(userId, path))) batch.del(key);
+    await batch.write();
+  }
+
+  /** Message keys already stored from a folder, by UID (for the current UIDVALIDITY). */
+  async folderLocations(userId: string, path: string, uidValidity: string): Promise<Map<number, string>> {
+    const prefix = `${K.locationFolderPrefix(userId, path)}${uidValidity}!`;
+    const out = new Map<number, string>();
+    for (const [key, value] of await this.#store.entries<string>(prefix)) out.set(Number(lastPart(key)), value);
+    return out;
+  }
+
+  // ---- candidates ----
+
+  getCandidate(cid: string): Promise<CandidateRecord | undefined> {
+    return this.#store.get<CandidateRecord>(K.candidate(cid));
+  }
+
+  candidateAddresses(c: CandidateRecord): string[] {
+    return [...new Set(c.emails.map(this.#normalise))];
+  }
+
+  /** Candidates owning any of these normalised addresses. */
+  async candidatesByAddresses(normAddrs: Iterable<string>): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (const a of new Set(normAddrs)) {
+      for (const key of await this.#store.keys(K.candAddrPrefix(a))) out.add(lastPart(key));
+    }
+    return out;
+  }
+
+  /** Writes the candidate record and its address index into a batch; returns the addresses added. */
+  async putCandidateInBatch(batch: WriteBatch, cid: string, body: { emails: string[]; name: string | null }): Promise<{ candidate: CandidateRecord; added: string[] }> {
+    const old = await this.getCandidate(cid);
+    const now = new Date().toISOString();
+    const candidate: CandidateRecord = { id: cid, emails: body.emails, name: body.name, createdAt: old?.createdAt ?? now, updatedAt: now };
+    batch.put(K.candidate(cid), candidate);
+    const before = new Set(old ? this.candidateAddresses(old) : []);
+    const next = this.candidateAddresses(candidate);
+    for (const a of before) if (!next.includes(a)) batch.del(K.candAddr(a, cid));
+    for (const a of next) batch.put(K.candAddr(a, cid), '');
+    return { candidate, added: next.filter((a) => !before.has(a)) };
+  }
+
+  folderName(key: string): string {
+    return unesc(lastPart(key));
+  }
+}

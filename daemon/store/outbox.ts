@@ -1,0 +1,105 @@
+import crypto from 'node:crypto';
+import { K, lastPart } from './keys.js';
+import type { Store, WriteBatch } from './store.js';
+import type { EventRecord, EventType } from './records.js';
+
+/**
+ * The durable outbox: events are written in the same batch as the data they describe, so a
+ * crash never leaves one without the other. It is also the change feed (GET /v1/events).
+ */
+export class Outbox {
+  readonly #store: Store;
+  #nextSeq = 1;
+  #instance = '';
+  readonly #listeners = new Set<() => void>();
+  readonly #push: boolean;
+
+  /** `push`: whether events are queued for webhook delivery (webhooks.url set). */
+  constructor(store: Store, opts: { push: boolean }) {
+    this.#store = store;
+    this.#push = opts.push;
+  }
+
+  async init(): Promise<void> {
+    const last = await this.#store.keys(K.eventPrefix(), { reverse: true, limit: 1 });
+    this.#nextSeq = last.length ? Number(lastPart(last[0]!)) + 1 : 1;
+    // Event ids carry a per-store tag: a store rebuilt from nothing never reuses an id that a
+    // receiver de-duplicated before.
+    let instance = await this.#store.get<string>('meta!instance');
+    if (!instance) {
+      instance = crypto.randomBytes(4).toString('hex');
+      await this.#store.db.put('meta!instance', this.#store.encode('meta!instance', instance));
+    }
+    this.#instance = instance;
+  }
+
+  /** Called after every batch that added events. */
+  onAppend(fn: () => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  /** Adds an event to a batch. Call inside `store.exclusive` so sequence order is commit order. */
+  append(batch: WriteBatch, type: EventType, data: Record<string, unknown>, orderKey: string): EventRecord {
+    const seq = this.#nextSeq++;
+    const event: EventRecord = {
+      id: `evt_${this.#instance}${seq.toString(36).padStart(8, '0')}`,
+      seq,
+      type,
+      createdAt: new Date().toISOString(),
+      data,
+      orderKey,
+      status: this.#push ? 'pending' : 'not_pushed',
+      attempts: 0,
+      nextAttemptAt: null,
+      lastError: null,
+      deliveredAt: null,
+    };
+    batch.put(K.event(seq), event);
+    if (this.#push) batch.put(K.eventQueue(seq), '');
+    if (!batch.afterWrite.includes(this.#notify)) batch.afterWrite.push(this.#notify);
+    return event;
+  }
+
+  readonly #notify = (): void => {
+    for (const fn of this.#listeners) fn();
+  };
+
+  async get(seq: number): Promise<EventRecord | undefined> {
+    return this.#store.get<EventRecord>(K.event(seq));
+  }
+
+  /** Event ids encode their sequence number after the 8-character store tag. */
+  seqOf(eventId: string): number | null {
+    const m = /^evt_[0-9a-f]{8}([0-9a-z]+)$/.exec(eventId);
+    if (!m || !eventId.startsWith(`evt_${this.#instance}`)) return null;
+    const n = parseInt(m[1]!, 36);
+    return Number.isSafeInteger(n) ? n : null;
+  }
+
+  /** Events after a sequence number, in commit order. */
+  async list(afterSeq: number, limit: number, filter?: (e: EventRecord) => boolean): Promise<EventRecord[]> {
+    const out: EventRecord[] = [];
+    let after = afterSeq > 0 ? K.event(afterSeq) : undefined;
+    while (out.length < limit) {
+      const page = await this.#store.entries<EventRecord>(K.eventPrefix(), { after, limit: filter ? 500 : limit - out.length });
+      if (page.length === 0) break;
+      for (const [, e] of page) if (!filter || filter(e)) out.push(e);
+      after = page[page.length - 1]![0];
+    }
+    return out.slice(0, limit);
+  }
+
+  /** Sequence numbers still to deliver, oldest first. */
+  async queued(limit = 10_000): Promise<number[]> {
+    const keys = await this.#store.keys(K.eventQueuePrefix(), { limit });
+    return keys.map((k) => Number(lastPart(k)));
+  }
+
+  async update(event: EventRecord): Promise<void> {
+    const batch = this.#store.batch().put(K.event(event.seq), event);
+    if (event.status !== 'pending' || !this.#push) batch.del(K.eventQueue(event.seq));
+    else batch.put(K.eventQueue(event.seq), '');
+    await batch.write();
+  }
+}

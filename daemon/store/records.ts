@@ -1,0 +1,182 @@
+import type { Address } from '../threads/addresses.js';
+
+/** Records as stored. API shapes are derived from them in `api/`. */
+
+export type Role = 'user' | 'admin' | 'super_admin';
+
+export interface UserRecord {
+  id: string;
+  email: string;
+  aliases: string[];
+  name: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export type MailboxState =
+  | 'connecting'
+  | 'initial_sync'
+  | 'live'
+  | 'auth_failed'
+  | 'imap_disabled'
+  | 'unreachable'
+  | 'throttled'
+  | 'revoked';
+
+export interface ServerSettings {
+  host: string;
+  port: number;
+  secure: boolean;
+}
+
+export interface PasswordAuth {
+  user: string;
+  pass: string;
+}
+
+export interface OAuth2Auth {
+  user: string;
+  oauth2: { provider: 'google' | 'microsoft' | 'custom'; accessToken?: string; refreshToken?: string; expiresAt?: string };
+}
+
+export type MailAuth = PasswordAuth | OAuth2Auth;
+
+/** What is sealed inside MailboxRecord.sealedCredentials. */
+export interface MailboxCredentials {
+  imap: MailAuth;
+  smtp: MailAuth | null;
+}
+
+export interface MailboxError {
+  code: string;
+  message: string;
+  at: string;
+}
+
+export interface MailboxRecord {
+  userId: string;
+  consent: { grantedAt: string };
+  imap: ServerSettings;
+  smtp: ServerSettings | null;
+  /** base64 of the sealed MailboxCredentials. */
+  sealedCredentials: string;
+  syncSince: string;
+  state: MailboxState;
+  lastError: MailboxError | null;
+  lastSyncAt: string | null;
+  /** Increases with every consent, so a worker of an older consent knows it is stale. */
+  generation: number;
+}
+
+export type FolderRole = 'inbox' | 'sent';
+
+export interface FolderState {
+  path: string;
+  role: FolderRole;
+  specialUse: string | null;
+  uidValidity: string;
+  uidNext: number;
+  highestModseq: string | null;
+  syncedAt: string;
+}
+
+export interface CandidateRecord {
+  id: string;
+  emails: string[];
+  name: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export type ThreadOrigin = 'ats' | 'import' | 'linked';
+
+export interface ThreadRecord {
+  id: string;
+  subject: string;
+  origin: ThreadOrigin;
+  candidateIds: string[];
+  ownerUserIds: string[];
+  secret: boolean;
+  secretBy: string | null;
+  /** Addresses as written, de-duplicated by their normalised form. */
+  participants: string[];
+  messageCount: number;
+  lastMessageAt: string;
+  snippet: string;
+  createdAt: string;
+}
+
+export interface AttachmentMeta {
+  id: string;
+  filename: string | null;
+  contentType: string;
+  size: number;
+  /** Position among mailparser's attachments of the original, to find the bytes again. */
+  index: number;
+}
+
+export interface SeenIn {
+  userId: string;
+  folder: string;
+}
+
+export interface StoredMessage {
+  key: string;
+  threadId: string;
+  messageId: string | null;
+  messageIdAlternatives: string[];
+  aliases: string[];
+  inReplyTo: string | null;
+  references: string[];
+  date: string;
+  direction: 'outbound' | 'inbound';
+  from: Address | null;
+  to: Address[];
+  cc: Address[];
+  subject: string;
+  text: string;
+  html: string | null;
+  snippet: string;
+  attachments: AttachmentMeta[];
+  seenIn: SeenIn[];
+  autoReply: boolean;
+  /** Whether the original bytes are kept (they are not above store.maxRawBytes). */
+  rawStored: boolean;
+  size: number;
+  /** Set when mailparser failed or timed out: the message is kept with what could be read. */
+  parseError: string | null;
+  createdAt: string;
+}
+
+export type EventType =
+  | 'message.created'
+  | 'thread.linked'
+  | 'mailbox.state_changed'
+  | 'import.finished'
+  | 'message.sent'
+  | 'message.failed';
+
+/** `not_pushed`: no webhook URL was configured when it was recorded; the change feed has it. */
+export type EventStatus = 'pending' | 'delivered' | 'failed' | 'not_pushed';
+
+export interface EventRecord {
+  id: string;
+  seq: number;
+  type: EventType;
+  createdAt: string;
+  data: Record<string, unknown>;
+  /** Events with the same key are delivered in order, one at a time (a thread, a mailbox). */
+  orderKey: string;
+  status: EventStatus;
+  attempts: number;
+  nextAttemptAt: string | null;
+  lastError: string | null;
+  deliveredAt: string | null;
+}
+
+/** Untracked mail that referenced an id: if that id joins a tracked thread, look again. */
+export interface PendingRef {
+  uidValidity: string;
+  /** Epoch ms after which the entry is swept. */
+  expiresAt: number;
+}

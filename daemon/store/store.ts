@@ -1,0 +1,180 @@
+import fs from 'node:fs';
+import { Level } from 'level';
+import { Sealer, IdHasher } from './crypto.js';
+import { CONTENT_PREFIXES, HIGH, K } from './keys.js';
+
+/**
+ * The LevelDB store: typed JSON values, content sealed when configured, atomic batches, and
+ * one async lock for read-modify-write changes (LevelDB has no transactions; every change that
+ * reads before it writes runs inside `exclusive`, so two workers never interleave).
+ */
+
+const LAYOUT_VERSION = 1;
+
+export interface StoreOptions {
+  path: string;
+  masterKey: Buffer;
+  encryptContent: boolean;
+}
+
+type Op = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
+
+export class WriteBatch {
+  readonly ops: Op[] = [];
+  readonly #store: Store;
+  /** Callbacks run after the batch is written (e.g. waking the webhook dispatcher). */
+  readonly afterWrite: Array<() => void> = [];
+
+  constructor(store: Store) {
+    this.#store = store;
+  }
+
+  put(key: string, value: unknown): this {
+    this.ops.push({ type: 'put', key, value: this.#store.encode(key, value) });
+    return this;
+  }
+
+  putRaw(key: string, value: Buffer): this {
+    this.ops.push({ type: 'put', key, value: this.#store.encodeBytes(key, value) });
+    return this;
+  }
+
+  del(key: string): this {
+    this.ops.push({ type: 'del', key });
+    return this;
+  }
+
+  get size(): number {
+    return this.ops.length;
+  }
+
+  async write(): Promise<void> {
+    if (this.ops.length) await this.#store.db.batch(this.ops);
+    for (const fn of this.afterWrite.splice(0)) fn();
+  }
+}
+
+export class Store {
+  readonly db: Level<string, Buffer>;
+  readonly #content: Sealer;
+  readonly #secrets: Sealer;
+  readonly idHasher: IdHasher;
+  readonly #encryptContent: boolean;
+  #lock: Promise<unknown> = Promise.resolve();
+
+  private constructor(opts: StoreOptions) {
+    fs.mkdirSync(opts.path, { recursive: true, mode: 0o700 });
+    this.db = new Level<string, Buffer>(opts.path, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    this.#content = new Sealer(opts.masterKey, 'content');
+    this.#secrets = new Sealer(opts.masterKey, 'credentials');
+    this.idHasher = new IdHasher(opts.masterKey);
+    this.#encryptContent = opts.encryptContent;
+  }
+
+  static async open(opts: StoreOptions): Promise<Store> {
+    const store = new Store(opts);
+    await store.db.open();
+    const version = await store.get<number>(K.version());
+    if (version === undefined) await store.db.put(K.version(), store.encode(K.version(), LAYOUT_VERSION));
+    else if (version > LAYOUT_VERSION) {
+      await store.db.close();
+      throw new Error(`the store at ${opts.path} has layout version ${version}; this mailsync knows up to ${LAYOUT_VERSION}: upgrade mailsync`);
+    }
+    return store;
+  }
+
+  get isOpen(): boolean {
+    return this.db.status === 'open';
+  }
+
+  async close(): Promise<void> {
+    if (this.db.status === 'open' || this.db.status === 'opening') await this.db.close();
+  }
+
+  #sealed(key: string): boolean {
+    return this.#encryptContent && CONTENT_PREFIXES.some((p) => key.startsWith(p));
+  }
+
+  encode(key: string, value: unknown): Buffer {
+    return this.encodeBytes(key, Buffer.from(JSON.stringify(value), 'utf8'));
+  }
+
+  encodeBytes(key: string, value: Buffer): Buffer {
+    // A leading byte tells sealed (1) from plain (0) values, so turning encryptContent
+    // on or off never makes existing records unreadable.
+    return this.#sealed(key) ? Buffer.concat([Buffer.from([1]), this.#content.seal(value)]) : Buffer.concat([Buffer.from([0]), value]);
+  }
+
+  decodeBytes(value: Buffer): Buffer {
+    return value[0] === 1 ? this.#content.open(value.subarray(1)) : value.subarray(1);
+  }
+
+  decode<T>(value: Buffer): T {
+    return JSON.parse(this.decodeBytes(value).toString('utf8')) as T;
+  }
+
+  /** Credentials are always sealed, with their own key. */
+  sealSecret(value: unknown): string {
+    return this.#secrets.seal(Buffer.from(JSON.stringify(value), 'utf8')).toString('base64');
+  }
+
+  openSecret<T>(sealed: string): T {
+    return JSON.parse(this.#secrets.open(Buffer.from(sealed, 'base64')).toString('utf8')) as T;
+  }
+
+  async get<T>(key: string): Promise<T | undefined> {
+    const v = await this.db.get(key);
+    return v === undefined ? undefined : this.decode<T>(v);
+  }
+
+  async getBytes(key: string): Promise<Buffer | undefined> {
+    const v = await this.db.get(key);
+    return v === undefined ? undefined : this.decodeBytes(v);
+  }
+
+  async getMany<T>(keys: string[]): Promise<Array<T | undefined>> {
+    if (keys.length === 0) return [];
+    const values = await this.db.getMany(keys);
+    return values.map((v) => (v === undefined ? undefined : this.decode<T>(v)));
+  }
+
+  async has(key: string): Promise<boolean> {
+    return (await this.db.get(key)) !== undefined;
+  }
+
+  /** Keys under a prefix, in order. */
+  async keys(prefix: string, opts: { limit?: number; after?: string; reverse?: boolean } = {}): Promise<string[]> {
+    const out: string[] = [];
+    const range = { gt: opts.after && opts.after > prefix ? opts.after : prefix, lt: prefix + HIGH, limit: opts.limit ?? -1, reverse: opts.reverse ?? false };
+    for await (const key of this.db.keys(range)) out.push(key);
+    return out;
+  }
+
+  /** Entries under a prefix, decoded. */
+  async entries<T>(prefix: string, opts: { limit?: number; after?: string } = {}): Promise<Array<[string, T]>> {
+    const out: Array<[string, T]> = [];
+    const range = { gt: opts.after && opts.after > prefix ? opts.after : prefix, lt: prefix + HIGH, limit: opts.limit ?? -1 };
+    for await (const [key, value] of this.db.iterator(range)) out.push([key, this.decode<T>(value)]);
+    return out;
+  }
+
+  batch(): WriteBatch {
+    return new WriteBatch(this);
+  }
+
+  /**
+   * Runs `fn` alone among all other `exclusive` calls. Read-modify-write changes (threads,
+   * events, mailbox state) go through here so their reads and their batch are one step.
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#lock.then(fn, fn);
+    this.#lock = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Compacts the whole key range so deleted values leave the files (erasure). */
+  async compact(): Promise<void> {
+    const db = this.db as unknown as { compactRange?: (a: string, b: string) => Promise<void> };
+    if (db.compactRange) await db.compactRange('', HIGH);
+  }
+}

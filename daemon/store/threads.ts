@@ -1,0 +1,467 @@
+import crypto from 'node:crypto';
+import { K, lastPart, unesc } from './keys.js';
+import type { Store, WriteBatch } from './store.js';
+import type { Outbox } from './outbox.js';
+import type { Accounts } from './accounts.js';
+import type { PendingRef, SeenIn, StoredMessage, ThreadOrigin, ThreadRecord } from './records.js';
+import type { ParsedMessage } from '../mail/parse.js';
+import { toApiMessage } from '../shapes.js';
+
+/**
+ * Threads and messages: the one place that turns "this message belongs to a tracked thread"
+ * into records. Every change is one batch (message, indexes, thread, events) under the
+ * store lock, so a crash leaves either all of it or none.
+ */
+
+export interface Location {
+  userId: string;
+  folder: string;
+  uidValidity: string;
+  uid: number;
+}
+
+export interface IngestInput {
+  key: string;
+  matchKeys: string[];
+  parsed: ParsedMessage;
+  raw: Buffer | null;
+  location: Location | null;
+  /** The mailbox owner the message was seen for (webhook `userId`). */
+  userId: string;
+  folder: string;
+  origin: ThreadOrigin;
+  /** Store even when no key is tracked (imports, links). */
+  force?: boolean;
+  candidateIds?: string[];
+}
+
+export type IngestResult =
+  | { status: 'untracked' }
+  | { status: 'duplicate'; key: string; threadId: string }
+  | { status: 'stored'; key: string; threadId: string; eventId: string; ownKeys: string[] };
+
+export interface ThreadsOptions {
+  isAtsKey: (matchKey: string) => boolean;
+  normalise: (address: string) => string;
+  maxRawBytes: number;
+}
+
+export function newThreadId(): string {
+  return `t_${Date.now().toString(36)}${crypto.randomBytes(6).toString('hex')}`;
+}
+
+/**
+ * The key of a message: the same message seen in two folders or two mailboxes gets the
+ * same key (Message-ID, Date and Subject agree), while different messages reusing one
+ * Message-ID (B12) do not. Mail without a Message-ID is keyed by where it was seen (B02).
+ */
+export function messageKey(normId: string | null, dateHeader: string | null, subjectHeader: string | null, fallback: string): string {
+  const basis = normId ? `id\n${normId}\n${(dateHeader ?? '').trim()}\n${(subjectHeader ?? '').replace(/\s+/g, ' ').trim()}` : `loc\n${fallback}`;
+  return `m_${crypto.createHash('sha256').update(basis).digest('base64url').slice(0, 26)}`;
+}
+
+export class Threads {
+  readonly #store: Store;
+  readonly #outbox: Outbox;
+  readonly #accounts: Accounts;
+  readonly #opts: ThreadsOptions;
+
+  constructor(store: Store, outbox: Outbox, accounts: Accounts, opts: ThreadsOptions) {
+    this.#store = store;
+    this.#outbox = outbox;
+    this.#accounts = accounts;
+    this.#opts = opts;
+  }
+
+  getThread(id: string): Promise<ThreadRecord | undefined> {
+    return this.#store.get<ThreadRecord>(K.thread(id));
+  }
+
+  getMessage(key: string): Promise<StoredMessage | undefined> {
+    return this.#store.get<StoredMessage>(K.message(key));
+  }
+
+  getRaw(key: string): Promise<Buffer | undefined> {
+    return this.#store.getBytes(K.raw(key));
+  }
+
+  async threadMessages(threadId: string): Promise<StoredMessage[]> {
+    const keys = (await this.#store.keys(K.threadMessagePrefix(threadId))).map(lastPart);
+    return (await this.#store.getMany<StoredMessage>(keys.map(K.message))).filter((m): m is StoredMessage => !!m);
+  }
+
+  /** Which of these match keys belong to tracked threads (one read for all). */
+  async lookup(keys: string[]): Promise<Map<string, string>> {
+    const uniq = [...new Set(keys)];
+    const values = await this.#store.getMany<string>(uniq.map(K.matchKey));
+    const out = new Map<string, string>();
+    uniq.forEach((k, i) => {
+      const v = values[i];
+      if (v) out.set(k, v);
+    });
+    return out;
+  }
+
+  /** A key is tracked when it is ATS-originated or already in a thread. */
+  async trackedKeys(keys: string[]): Promise<Set<string>> {
+    const known = await this.lookup(keys);
+    return new Set(keys.filter((k) => known.has(k) || this.#opts.isAtsKey(k)));
+  }
+
+  async hasMessage(key: string): Promise<boolean> {
+    return this.#store.has(K.message(key));
+  }
+
+  /**
+   * Records that a stored message was (also) seen at a location, without fetching it again.
+   * Returns false when the message is not stored.
+   */
+  addSighting(key: string, loc: Location): Promise<boolean> {
+    return this.#store.exclusive(async () => {
+      const msg = await this.getMessage(key);
+      if (!msg) return false;
+      const batch = this.#store.batch().put(K.location(loc.userId, loc.folder, loc.uidValidity, loc.uid), key);
+      await this.#addSeenIn(batch, msg, { userId: loc.userId, folder: loc.folder });
+      await batch.write();
+      return true;
+    });
+  }
+
+  async #addSeenIn(batch: WriteBatch, msg: StoredMessage, seen: SeenIn): Promise<void> {
+    if (msg.seenIn.some((s) => s.userId === seen.userId && s.folder === seen.folder)) return;
+    msg.seenIn.push(seen);
+    batch.put(K.message(msg.key), msg);
+    const thread = await this.getThread(msg.threadId);
+    if (thread && !thread.ownerUserIds.includes(seen.userId)) {
+      thread.ownerUserIds.push(seen.userId);
+      batch.put(K.thread(thread.id), thread);
+    }
+  }
+
+  ingest(input: IngestInput): Promise<IngestResult> {
+    return this.#store.exclusive(() => this.#ingest(input));
+  }
+
+  async #ingest(input: IngestInput): Promise<IngestResult> {
+    const existing = await this.getMessage(input.key);
+    if (existing) {
+      const batch = this.#store.batch();
+      if (input.location) batch.put(K.location(input.location.userId, input.location.folder, input.location.uidValidity, input.location.uid), input.key);
+      await this.#addSeenIn(batch, existing, { userId: input.userId, folder: input.folder });
+      await batch.write();
+      return { status: 'duplicate', key: input.key, threadId: existing.threadId };
+    }
+    const known = await this.lookup(input.matchKeys);
+    const tracked = known.size > 0 || input.matchKeys.some(this.#opts.isAtsKey);
+    if (!tracked && !input.force) return { status: 'untracked' };
+
+    const batch = this.#store.batch();
+    const threadIds = [...new Set(known.values())];
+    const threads = (await this.#store.getMany<ThreadRecord>(threadIds.map(K.thread))).filter((t): t is ThreadRecord => !!t);
+    threads.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+    const p = input.parsed;
+    let thread: ThreadRecord = threads[0] ?? {
+      id: newThreadId(), subject: p.subject, origin: input.origin, candidateIds: [], ownerUserIds: [], secret: false, secretBy: null,
+      participants: [], messageCount: 0, lastMessageAt: p.date, snippet: '', createdAt: new Date().toISOString(),
+    };
+    for (const other of threads.slice(1)) thread = await this.#merge(batch, thread, other);
+
+    const addresses = [p.from, ...p.to, ...p.cc].filter((a): a is NonNullable<typeof a> => !!a && !!a.address);
+    const normAddrs = addresses.map((a) => this.#opts.normalise(a.address));
+    const fromNorm = p.from ? this.#opts.normalise(p.from.address) : null;
+    const ownerUsers = fromNorm ? await this.#accounts.usersByAddresses([fromNorm]) : new Set<string>();
+    const rawStored = !!input.raw && input.raw.length <= this.#opts.maxRawBytes;
+    const msg: StoredMessage = {
+      key: input.key, threadId: thread.id, messageId: p.ids.messageId, messageIdAlternatives: p.ids.messageIdAlternatives, aliases: p.ids.aliases,
+      inReplyTo: p.ids.inReplyTo, references: p.ids.references, date: p.date, direction: ownerUsers.size > 0 ? 'outbound' : 'inbound',
+      from: p.from, to: p.to, cc: p.cc, subject: p.subject, text: p.text, html: p.html, snippet: p.snippet,
+      attachments: p.attachments, seenIn: [{ userId: input.userId, folder: input.folder }], autoReply: p.autoReply,
+      rawStored, size: p.size, parseError: p.parseError, createdAt: new Date().toISOString(),
+    };
+    batch.put(K.message(msg.key), msg);
+    if (rawStored && input.raw) batch.putRaw(K.raw(msg.key), input.raw);
+    if (input.location) batch.put(K.location(input.location.userId, input.location.folder, input.location.uidValidity, input.location.uid), msg.key);
+    batch.put(K.threadMessage(thread.id, msg.date, msg.key), '');
+    for (const mk of input.matchKeys) {
+      if (known.get(mk) === thread.id) continue;
+      batch.put(K.matchKey(mk), thread.id);
+      batch.put(K.threadMatchKey(thread.id, mk), '');
+    }
+
+    // thread summary
+    const wasEmpty = thread.messageCount === 0;
+    thread.messageCount += 1;
+    if (wasEmpty || msg.date >= thread.lastMessageAt) {
+      thread.lastMessageAt = msg.date;
+      thread.snippet = msg.snippet;
+    }
+    if (wasEmpty && !thread.subject) thread.subject = msg.subject;
+    if (!thread.ownerUserIds.includes(input.userId)) thread.ownerUserIds.push(input.userId);
+    const known_ = new Set(thread.participants.map(this.#opts.normalise));
+    addresses.forEach((a, i) => {
+      if (!known_.has(normAddrs[i]!)) {
+        known_.add(normAddrs[i]!);
+        thread.participants.push(a.address.toLowerCase());
+        batch.put(K.addrThread(normAddrs[i]!, thread.id), '');
+      }
+    });
+
+    const candidates = new Set([...(await this.#accounts.candidatesByAddresses(normAddrs)), ...(input.candidateIds ?? [])]);
+    const linked = this.#linkCandidates(thread, candidates);
+    await this.#moveActivity(batch, thread);
+    batch.put(K.thread(thread.id), thread);
+
+    const event = this.#outbox.append(batch, 'message.created', {
+      userId: input.userId, threadId: thread.id, candidateIds: thread.candidateIds, secret: thread.secret,
+      message: toApiMessage(msg, { withBody: false }),
+    }, thread.id);
+    for (const cid of linked) this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin }, thread.id);
+    await batch.write();
+    return { status: 'stored', key: msg.key, threadId: thread.id, eventId: event.id, ownKeys: input.matchKeys };
+  }
+
+  /** Adds candidates to a thread record; returns the newly linked ones. */
+  #linkCandidates(thread: ThreadRecord, candidates: Iterable<string>): string[] {
+    const added: string[] = [];
+    for (const cid of candidates) {
+      if (thread.candidateIds.includes(cid)) continue;
+      thread.candidateIds.push(cid);
+      added.push(cid);
+    }
+    return added;
+  }
+
+  /** Keeps each candidate's "newest activity first" index in step with the thread. */
+  async #moveActivity(batch: WriteBatch, thread: ThreadRecord): Promise<void> {
+    for (const cid of thread.candidateIds) {
+      const old = await this.#store.get<string>(K.candThread(cid, thread.id));
+      const next = K.candActivity(cid, thread.lastMessageAt, thread.id);
+      if (old === next) continue;
+      if (old) batch.del(old);
+      batch.put(next, '');
+      batch.put(K.candThread(cid, thread.id), next);
+    }
+  }
+
+  /** Folds `other` into `into`: messages, ids, candidates and participants move. */
+  async #merge(batch: WriteBatch, into: ThreadRecord, other: ThreadRecord): Promise<ThreadRecord> {
+    for (const key of await this.#store.keys(K.threadMessagePrefix(other.id))) {
+      const rest = key.slice(K.threadMessagePrefix(other.id).length);
+      batch.del(key).put(`${K.threadMessagePrefix(into.id)}${rest}`, '');
+      const msg = await this.getMessage(lastPart(key));
+      if (msg) batch.put(K.message(msg.key), { ...msg, threadId: into.id });
+    }
+    for (const key of await this.#store.keys(K.threadMatchKeyPrefix(other.id))) {
+      const mk = unesc(lastPart(key));
+      batch.del(key).put(K.threadMatchKey(into.id, mk), '').put(K.matchKey(mk), into.id);
+    }
+    for (const cid of other.candidateIds) {
+      const old = await this.#store.get<string>(K.candThread(cid, other.id));
+      if (old) batch.del(old);
+      batch.del(K.candThread(cid, other.id));
+      if (!into.candidateIds.includes(cid)) into.candidateIds.push(cid);
+    }
+    const seen = new Set(into.participants.map(this.#opts.normalise));
+    for (const p of other.participants) {
+      const n = this.#opts.normalise(p);
+      batch.del(K.addrThread(n, other.id)).put(K.addrThread(n, into.id), '');
+      if (!seen.has(n)) {
+        seen.add(n);
+        into.participants.push(p);
+      }
+    }
+    for (const u of other.ownerUserIds) if (!into.ownerUserIds.includes(u)) into.ownerUserIds.push(u);
+    if (other.lastMessageAt > into.lastMessageAt) {
+      into.lastMessageAt = other.lastMessageAt;
+      into.snippet = other.snippet;
+    }
+    into.messageCount += other.messageCount;
+    into.secret = into.secret || other.secret;
+    into.secretBy = into.secretBy ?? other.secretBy;
+    batch.del(K.thread(other.id));
+    return into;
+  }
+
+  /**
+   * A thread declared by the ATS before any mail exists (POST /v1/outbound, the relay):
+   * replies to these ids are tracked even outside the ATS domains.
+   */
+  declareOutbound(input: { userId: string; matchKeys: string[]; candidateIds: string[]; subject?: string }): Promise<ThreadRecord> {
+    return this.#store.exclusive(async () => {
+      const known = await this.lookup(input.matchKeys);
+      const batch = this.#store.batch();
+      const existing = (await this.#store.getMany<ThreadRecord>([...new Set(known.values())].map(K.thread))).filter((t): t is ThreadRecord => !!t);
+      existing.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+      const now = new Date().toISOString();
+      let thread: ThreadRecord = existing[0] ?? {
+        id: newThreadId(), subject: input.subject ?? '', origin: 'ats', candidateIds: [], ownerUserIds: [], secret: false, secretBy: null,
+        participants: [], messageCount: 0, lastMessageAt: now, snippet: '', createdAt: now,
+      };
+      for (const other of existing.slice(1)) thread = await this.#merge(batch, thread, other);
+      if (!thread.ownerUserIds.includes(input.userId)) thread.ownerUserIds.push(input.userId);
+      for (const mk of input.matchKeys) {
+        if (known.get(mk) === thread.id) continue;
+        batch.put(K.matchKey(mk), thread.id).put(K.threadMatchKey(thread.id, mk), '');
+      }
+      const linked = this.#linkCandidates(thread, input.candidateIds);
+      await this.#moveActivity(batch, thread);
+      batch.put(K.thread(thread.id), thread);
+      for (const cid of linked) this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin }, thread.id);
+      await batch.write();
+      return thread;
+    });
+  }
+
+  /** Links existing threads that mention newly registered candidate addresses. */
+  linkCandidateByAddresses(batch: WriteBatch, cid: string, normAddrs: string[]): Promise<string[]> {
+    return (async () => {
+      const threadIds = new Set<string>();
+      for (const a of normAddrs) for (const key of await this.#store.keys(K.addrThreadPrefix(a))) threadIds.add(lastPart(key));
+      const linked: string[] = [];
+      for (const id of threadIds) {
+        const thread = await this.getThread(id);
+        if (!thread || thread.candidateIds.includes(cid)) continue;
+        this.#linkCandidates(thread, [cid]);
+        await this.#moveActivity(batch, thread);
+        batch.put(K.thread(thread.id), thread);
+        this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin }, thread.id);
+        linked.push(thread.id);
+      }
+      return linked;
+    })();
+  }
+
+  /** A candidate's threads, newest activity first, from a cursor. */
+  async candidateThreadPage(cid: string, after: string | undefined, limit: number): Promise<Array<{ cursor: string; thread: ThreadRecord }>> {
+    const prefix = K.candActivityPrefix(cid);
+    const keys = await this.#store.keys(prefix, { after: after ? prefix + after : undefined, limit });
+    const threads = await this.#store.getMany<ThreadRecord>(keys.map((k) => K.thread(lastPart(k))));
+    const out: Array<{ cursor: string; thread: ThreadRecord }> = [];
+    keys.forEach((k, i) => {
+      const t = threads[i];
+      if (t) out.push({ cursor: k.slice(prefix.length), thread: t });
+    });
+    return out;
+  }
+
+  // ---- pending references (untracked mail that may join a thread later) ----
+
+  /** Remembers, under keyed hashes, which ids an untracked message pointed at. */
+  async rememberPending(keys: string[], loc: Location, ttlMs: number): Promise<void> {
+    if (keys.length === 0) return;
+    const batch = this.#store.batch();
+    const value: PendingRef = { uidValidity: loc.uidValidity, expiresAt: Date.now() + ttlMs };
+    for (const k of new Set(keys)) batch.put(K.pending(this.#store.idHasher.hash(k), loc.userId, loc.folder, loc.uid), value);
+    await batch.write();
+  }
+
+  /** Untracked messages that pointed at any of these keys; their entries are removed. */
+  async takePending(keys: string[]): Promise<Location[]> {
+    const out: Location[] = [];
+    const batch = this.#store.batch();
+    for (const k of new Set(keys)) {
+      const prefix = K.pendingPrefix(this.#store.idHasher.hash(k));
+      for (const [key, ref] of await this.#store.entries<PendingRef>(prefix)) {
+        const [userId, folder, uid] = key.slice(prefix.length).split('!');
+        batch.del(key);
+        if (ref.expiresAt < Date.now()) continue;
+        out.push({ userId: userId!, folder: unesc(folder!), uidValidity: ref.uidValidity, uid: Number(uid) });
+      }
+    }
+    await batch.write();
+    return out;
+  }
+
+  /** Deletes expired pending entries; returns how many. */
+  async sweepPending(now = Date.now()): Promise<number> {
+    const batch = this.#store.batch();
+    for (const [key, ref] of await this.#store.entries<PendingRef>(K.pendingAll())) if (ref.expiresAt < now) batch.del(key);
+    const n = batch.size;
+    await batch.write();
+    return n;
+  }
+
+  /** Makes a thread secret (`by` = the user who did) or visible again (`null`). */
+  setSecret(threadId: string, by: string | null): Promise<ThreadRecord> {
+    return this.#store.exclusive(async () => {
+      const t = await this.getThread(threadId);
+      if (!t) throw new Error(`no thread ${threadId}`);
+      t.secret = by !== null;
+      t.secretBy = by;
+      await this.#store.batch().put(K.thread(t.id), t).write();
+      return t;
+    });
+  }
+
+  /** Keys of the messages stored from a user's mailbox. */
+  async messageKeysOfUser(userId: string): Promise<string[]> {
+    return [...new Set((await this.#store.entries<string>(K.locationUserPrefix(userId))).map(([, key]) => key))];
+  }
+
+  /** Revocation with purge: messages seen only in this user's mailbox are deleted. */
+  purgeUserMessages(userId: string, keys: string[]): Promise<number> {
+    return this.#store.exclusive(async () => {
+      const batch = this.#store.batch();
+      const threads = new Map<string, ThreadRecord>();
+      const removed = new Set<string>();
+      let n = 0;
+      for (const key of keys) {
+        const msg = await this.getMessage(key);
+        if (!msg) continue;
+        const rest = msg.seenIn.filter((s) => s.userId !== userId);
+        if (rest.length) {
+          batch.put(K.message(key), { ...msg, seenIn: rest });
+          continue;
+        }
+        const thread = threads.get(msg.threadId) ?? (await this.getThread(msg.threadId));
+        if (!thread) continue;
+        threads.set(thread.id, thread);
+        batch.del(K.message(key)).del(K.raw(key)).del(K.threadMessage(thread.id, msg.date, key));
+        removed.add(key);
+        thread.messageCount = Math.max(0, thread.messageCount - 1);
+        n++;
+      }
+      for (const thread of threads.values()) {
+        thread.ownerUserIds = thread.ownerUserIds.filter((u) => u !== userId);
+        if (thread.messageCount === 0) await this.#deleteThread(batch, thread);
+        else {
+          const remaining = (await this.#store.keys(K.threadMessagePrefix(thread.id))).filter((k) => !removed.has(lastPart(k)));
+          const latest = remaining[remaining.length - 1];
+          const latestMsg = latest ? await this.getMessage(lastPart(latest)) : undefined;
+          if (latestMsg) {
+            thread.lastMessageAt = latestMsg.date;
+            thread.snippet = latestMsg.snippet;
+          }
+          await this.#moveActivity(batch, thread);
+          batch.put(K.thread(thread.id), thread);
+        }
+      }
+      await batch.write();
+      return n;
+    });
+  }
+
+  /** Removes a thread record and every index that points at it. */
+  async #deleteThread(batch: WriteBatch, thread: ThreadRecord): Promise<void> {
+    for (const key of await this.#store.keys(K.threadMatchKeyPrefix(thread.id))) {
+      batch.del(key).del(K.matchKey(unesc(lastPart(key))));
+    }
+    for (const key of await this.#store.keys(K.threadMessagePrefix(thread.id))) batch.del(key);
+    for (const p of thread.participants) batch.del(K.addrThread(this.#opts.normalise(p), thread.id));
+    for (const cid of thread.candidateIds) {
+      const act = await this.#store.get<string>(K.candThread(cid, thread.id));
+      if (act) batch.del(act);
+      batch.del(K.candThread(cid, thread.id));
+    }
+    batch.del(K.thread(thread.id));
+  }
+
+  /** Counts for a mailbox status: threads and messages this user's mailbox holds. */
+  async countsForUser(userId: string): Promise<{ threads: number; messages: number }> {
+    const keys = new Set<string>();
+    for (const [, key] of await this.#store.entries<string>(K.locationUserPrefix(userId))) keys.add(key);
+    const msgs = await this.#store.getMany<StoredMessage>([...keys].map(K.message));
+    const threads = new Set(msgs.filter((m): m is StoredMessage => !!m).map((m) => m.threadId));
+    return { threads: threads.size, messages: keys.size };
+  }
+}

@@ -1,0 +1,377 @@
+import { ImapFlow } from 'imapflow';
+import type { Logger } from 'pino';
+import type { Accounts } from '../store/accounts.js';
+import type { Threads, Location } from '../store/threads.js';
+import type { Store } from '../store/store.js';
+import type { FolderState, MailboxCredentials, MailboxRecord, MailboxState, PasswordAuth } from '../store/records.js';
+import { MailsyncError } from '../errors.js';
+import { Backoff } from './backoff.js';
+import { classifyError } from './error-classifier.js';
+import { chunk, fetchHeaderRecords, fetchSources, resolveFolders, toRanges, type WatchedFolder } from './imap-folders.js';
+import type { HeaderRecord, Ingestor } from './ingestor.js';
+
+/**
+ * One consenting user's mailbox: connect, catch up INBOX and Sent, then IDLE on INBOX and
+ * fetch new mail the moment EXISTS arrives. Mailboxes are opened with EXAMINE and fetched
+ * with BODY.PEEK: nothing in the mailbox ever changes. The worker owns its reconnect loop;
+ * a closed imapflow client is never reused.
+ */
+
+export interface WorkerSettings {
+  allowPlaintext: boolean;
+  tlsCa: Buffer | null;
+  sentPollMs: number;
+  idleRefreshMs: number;
+  connectTimeoutMs: number;
+  socketTimeoutMs: number;
+  fetchBatchSize: number;
+  backoff: { minMs: number; maxMs: number; resetAfterMs: number };
+  initialWindowDays: number;
+  maxRawBytes: number;
+  /** How long untracked mail is remembered (by keyed id hashes) for parents that arrive late. */
+  pendingTtlMs: number;
+}
+
+export interface WorkerDeps {
+  store: Store;
+  accounts: Accounts;
+  threads: Threads;
+  ingestor: Ingestor;
+  log: Logger;
+  settings: WorkerSettings;
+  /** Untracked mail that may now belong to a thread, possibly in another user's mailbox. */
+  routePending: (locations: Location[]) => void;
+  observe?: { fetched?: (n: number) => void; stored?: (n: number) => void; connected?: (up: boolean) => void };
+}
+
+type Mode = 'initial' | 'live' | 'reconsider';
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+
+export class AccountWorker {
+  readonly userId: string;
+  readonly generation: number;
+  readonly #deps: WorkerDeps;
+  readonly #log: Logger;
+  readonly #abort = new AbortController();
+  readonly #backoff: Backoff;
+  #client: ImapFlow | null = null;
+  #running: Promise<void> | null = null;
+  #wake: (() => void) | null = null;
+  #dirty = false;
+  #reconsider: Location[] = [];
+  #lastStateWrite = 0;
+
+  constructor(userId: string, generation: number, deps: WorkerDeps) {
+    this.userId = userId;
+    this.generation = generation;
+    this.#deps = deps;
+    this.#log = deps.log;
+    this.#backoff = new Backoff(deps.settings.backoff);
+  }
+
+  start(): void {
+    this.#running ??= this.#run().catch((err) => this.#log.error({ err }, 'account worker stopped unexpectedly'));
+  }
+
+  /** Looks again at untracked mail at these locations (a relative of it was just stored). */
+  reconsider(locations: Location[]): void {
+    this.#reconsider.push(...locations);
+    this.#poke();
+  }
+
+  #poke(): void {
+    this.#dirty = true;
+    this.#wake?.();
+  }
+
+  /** Stops syncing: logs out (bounded by `timeoutMs`), then drops the connection. */
+  async stop(timeoutMs = 3_000): Promise<void> {
+    this.#abort.abort();
+    this.#wake?.();
+    const client = this.#client;
+    if (client) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([client.logout().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+      clearTimeout(timer);
+      client.close();
+    }
+    await this.#running;
+  }
+
+  async #setState(state: MailboxState, error: { code: string; message: string } | null, lastSyncAt?: string): Promise<void> {
+    if (this.#abort.signal.aborted) return;
+    this.#lastStateWrite = Date.now();
+    await this.#deps.accounts.setState(this.userId, this.generation, state, error, lastSyncAt ? { lastSyncAt } : {});
+  }
+
+  async #run(): Promise<void> {
+    const signal = this.#abort.signal;
+    while (!signal.aborted) {
+      const mbx = await this.#deps.accounts.getMailbox(this.userId);
+      if (!mbx || mbx.generation !== this.generation) return;
+      let upSince = 0;
+      let minBackoff = 0;
+      try {
+        const creds = this.#deps.store.openSecret<MailboxCredentials>(mbx.sealedCredentials);
+        const client = this.#newClient(mbx, creds);
+        this.#client = client;
+        await client.connect();
+        upSince = Date.now();
+        this.#deps.observe?.connected?.(true);
+        await this.#session(client, mbx);
+      } catch (err) {
+        if (signal.aborted) break;
+        const c = classifyError(err);
+        // A drop after the session was up is routine (server restarts, provider session
+        // limits): reconnect quietly; the state changes only if reconnecting fails.
+        const routine = upSince > 0 && c.state === 'unreachable';
+        this.#log.warn({ err: { message: (err as Error).message, code: (err as { code?: string }).code }, state: c.state, code: c.code, routine }, routine ? 'connection dropped; reconnecting' : 'mailbox connection failed');
+        if (!routine) await this.#setState(c.state, { code: c.code, message: c.message });
+        minBackoff = c.minBackoffMs;
+      } finally {
+        if (upSince) this.#deps.observe?.connected?.(false);
+        this.#client?.close();
+        this.#client = null;
+      }
+      if (signal.aborted) break;
+      const delay = this.#backoff.next(upSince ? Date.now() - upSince : 0, minBackoff);
+      this.#log.debug({ delayMs: delay }, 'waiting before reconnecting');
+      await sleep(delay, signal);
+    }
+  }
+
+  #newClient(mbx: MailboxRecord, creds: MailboxCredentials): ImapFlow {
+    const s = this.#deps.settings;
+    const auth = creds.imap as PasswordAuth;
+    if (!('pass' in auth)) throw new MailsyncError('MAILSYNC_ERR_AUTH', 'only password logins are supported by this version');
+    const client = new ImapFlow({
+      host: mbx.imap.host,
+      port: mbx.imap.port,
+      secure: mbx.imap.secure,
+      // without implicit TLS: STARTTLS when offered; required unless plaintext is allowed
+      doSTARTTLS: mbx.imap.secure ? undefined : s.allowPlaintext ? undefined : true,
+      auth: { user: auth.user, pass: auth.pass },
+      logger: this.#log.child({ component: 'imap' }, { level: this.#log.isLevelEnabled('debug') ? 'debug' : 'warn' }) as never,
+      disableAutoIdle: true,
+      clientInfo: { name: 'mailsync' },
+      connectionTimeout: s.connectTimeoutMs,
+      greetingTimeout: s.connectTimeoutMs,
+      socketTimeout: s.socketTimeoutMs,
+      tls: s.tlsCa ? { ca: s.tlsCa } : {},
+    });
+    client.on('error', (err: Error) => this.#log.debug({ err: { message: err.message } }, 'imap connection error'));
+    client.on('close', () => this.#poke());
+    client.on('exists', () => this.#poke());
+    return client;
+  }
+
+  async #session(client: ImapFlow, mbx: MailboxRecord): Promise<void> {
+    const folders = await resolveFolders(client);
+    const inbox = folders.find((f) => f.role === 'inbox')!;
+    const sent = folders.find((f) => f.role === 'sent');
+    const states = await Promise.all(folders.map((f) => this.#deps.accounts.getFolder(this.userId, f.path)));
+    if (states.some((s) => !s) || mbx.state !== 'live') {
+      if (states.some((s) => !s)) await this.#setState('initial_sync', null);
+    }
+    await this.#syncFolders(client, folders, mbx, states.some((s) => !s) ? 'initial' : 'live');
+    await this.#setState('live', null, new Date().toISOString());
+    this.#log.info({ folders: folders.map((f) => f.path) }, 'mailbox live');
+
+    await client.mailboxOpen(inbox.path, { readOnly: true });
+    let lastSentPoll = Date.now();
+    while (!this.#abort.signal.aborted) {
+      this.#dirty = false;
+      if (this.#reconsider.length) await this.#handleReconsider(client, folders, inbox);
+      await this.#catchUp(client, inbox, mbx);
+      if (sent && Date.now() - lastSentPoll >= this.#deps.settings.sentPollMs) {
+        lastSentPoll = Date.now();
+        const st = await this.#deps.accounts.getFolder(this.userId, sent.path);
+        const status = await client.status(sent.path, { uidNext: true, uidValidity: true });
+        if (!st || !status || String(status.uidValidity) !== st.uidValidity || (status.uidNext ?? 0) > st.uidNext) {
+          await this.#syncFolders(client, [sent], mbx, 'live');
+          await client.mailboxOpen(inbox.path, { readOnly: true });
+          await this.#catchUp(client, inbox, mbx);
+        }
+      }
+      if (Date.now() - this.#lastStateWrite > 60_000) await this.#setState('live', null, new Date().toISOString());
+      const untilSentPoll = sent ? Math.max(0, this.#deps.settings.sentPollMs - (Date.now() - lastSentPoll)) : Infinity;
+      await this.#idle(client, Math.min(this.#deps.settings.idleRefreshMs, untilSentPoll));
+      if (!client.usable) throw Object.assign(new Error('the IMAP connection closed'), { code: 'EConnectionClosed' });
+    }
+  }
+
+  /**
+   * IDLE until new mail, a wake-up, or `ms` passes. Returns as soon as EXISTS arrives: the
+   * next command (our catch-up FETCH) ends IDLE, so there is no wait for a quiet moment.
+   */
+  async #idle(client: ImapFlow, ms: number): Promise<void> {
+    if (this.#dirty || this.#abort.signal.aborted) return;
+    let timer: NodeJS.Timeout | undefined;
+    const woken = new Promise<void>((resolve) => {
+      this.#wake = resolve;
+      timer = setTimeout(resolve, ms);
+    });
+    const started = Date.now();
+    const idling = client.idle().then(() => 'ended' as const, () => 'ended' as const);
+    const first = await Promise.race([woken.then(() => 'woken' as const), idling]);
+    if (first === 'ended' && Date.now() - started < 1_000 && client.usable && !this.#dirty) {
+      // the server ended IDLE at once (or does not support it): wait for the timer instead of spinning
+      await woken;
+    }
+    clearTimeout(timer);
+    this.#wake = null;
+  }
+
+  /** New mail in the open INBOX since the stored watermark. */
+  async #catchUp(client: ImapFlow, folder: WatchedFolder, mbx: MailboxRecord): Promise<void> {
+    const st = await this.#deps.accounts.getFolder(this.userId, folder.path);
+    const open = client.mailbox;
+    if (!st || !open || String(open.uidValidity) !== st.uidValidity) {
+      await this.#syncFolders(client, [folder], mbx, 'live');
+      await client.mailboxOpen(folder.path, { readOnly: true });
+      return;
+    }
+    const records = await fetchHeaderRecords(client, `${st.uidNext}:*`, st.uidNext, this.#deps.ingestor, (uid) => this.#locKey(folder.path, st.uidValidity, uid));
+    if (records.length === 0) return;
+    const tracked = await this.#deps.ingestor.decide(records);
+    await this.#process(client, folder, st, records, tracked, 'live', null);
+  }
+
+  /**
+   * Catch-up of several folders with one tracking decision over all their headers, so a
+   * reply in INBOX and its parent in Sent find each other whatever order they are read in.
+   */
+  async #syncFolders(client: ImapFlow, folders: WatchedFolder[], mbx: MailboxRecord, mode: Mode): Promise<void> {
+    const plans: Array<{ folder: WatchedFolder; st: FolderState; records: HeaderRecord[]; uidNext: number }> = [];
+    for (const folder of folders) {
+      const opened = await client.mailboxOpen(folder.path, { readOnly: true });
+      const uidValidity = String(opened.uidValidity);
+      const prev = await this.#deps.accounts.getFolder(this.userId, folder.path);
+      let records: HeaderRecord[];
+      const locKey = (uid: number) => this.#locKey(folder.path, uidValidity, uid);
+      if (prev && prev.uidValidity === uidValidity) {
+        records = opened.uidNext > prev.uidNext ? await this.#fetchHeadersChunked(client, `${prev.uidNext}:*`, prev.uidNext, locKey) : [];
+      } else {
+        if (prev) {
+          // UIDVALIDITY changed: old UIDs mean nothing now. Rebuild silently; messages already
+          // stored are recognised by their key and produce no new event (B34).
+          this.#log.warn({ folder: folder.path, was: prev.uidValidity, now: uidValidity }, 'UIDVALIDITY changed; rebuilding the folder from Message-IDs');
+          await this.#deps.accounts.dropFolderLocations(this.userId, folder.path);
+        }
+        const since = new Date(mbx.syncSince);
+        const uids = opened.exists ? ((await client.search({ since }, { uid: true })) || []) : [];
+        records = [];
+        for (const part of chunk(uids.sort((a, b) => a - b), this.#deps.settings.fetchBatchSize)) {
+          records.push(...(await fetchHeaderRecords(client, toRanges(part), 0, this.#deps.ingestor, locKey)));
+        }
+      }
+      const st: FolderState = prev && prev.uidValidity === uidValidity ? prev : {
+        path: folder.path, role: folder.role, specialUse: folder.specialUse, uidValidity, uidNext: 1, highestModseq: null, syncedAt: new Date().toISOString(),
+      };
+      if (opened.highestModseq !== undefined) st.highestModseq = String(opened.highestModseq);
+      plans.push({ folder, st, records, uidNext: Number(opened.uidNext) });
+    }
+    const all = plans.flatMap((p) => p.records);
+    this.#deps.observe?.fetched?.(all.length);
+    const trackedAll = await this.#deps.ingestor.decide(all);
+    let offset = 0;
+    for (const plan of plans) {
+      const tracked = new Set<number>();
+      plan.records.forEach((_, i) => {
+        if (trackedAll.has(offset + i)) tracked.add(i);
+      });
+      offset += plan.records.length;
+      if (tracked.size) await client.mailboxOpen(plan.folder.path, { readOnly: true });
+      await this.#process(client, plan.folder, plan.st, plan.records, tracked, mode, plan.uidNext);
+    }
+  }
+
+  async #fetchHeadersChunked(client: ImapFlow, range: string, minUid: number, locKey: (uid: number) => string): Promise<HeaderRecord[]> {
+    return fetchHeaderRecords(client, range, minUid, this.#deps.ingestor, locKey);
+  }
+
+  /**
+   * Stores tracked messages of one folder (fetching sources only for those not stored yet)
+   * and advances the watermark chunk by chunk, so a crash resumes close to where it stopped.
+   */
+  async #process(client: ImapFlow, folder: WatchedFolder, st: FolderState, records: HeaderRecord[], tracked: Set<number>, mode: Mode, examinedUidNext: number | null): Promise<void> {
+    const { threads, ingestor, settings } = this.#deps;
+    const loc = (uid: number): Location => ({ userId: this.userId, folder: folder.path, uidValidity: st.uidValidity, uid });
+    let stored = 0;
+    const indexed = records.map((rec, i) => ({ rec, tracked: tracked.has(i) }));
+    for (const part of chunk(indexed, 25)) {
+      const need: HeaderRecord[] = [];
+      for (const { rec, tracked: isTracked } of part) {
+        if (!isTracked) {
+          if (mode === 'live' && rec.keys.length) await threads.rememberPending(rec.keys, loc(rec.uid), settings.pendingTtlMs);
+          continue;
+        }
+        if (!(await threads.addSighting(rec.key, loc(rec.uid)))) need.push(rec);
+      }
+      const sources = need.length ? await fetchSources(client, need, settings.maxRawBytes) : new Map();
+      let missingUid: number | null = null;
+      for (const rec of need) {
+        const got = sources.get(rec.uid);
+        if (!got) {
+          // announced but not fetchable yet (B44), or expunged meanwhile: do not move the
+          // watermark past it; the next round looks again
+          missingUid ??= rec.uid;
+          continue;
+        }
+        const result = await ingestor.ingest(rec, got.source, got.complete, { userId: this.userId, folder: folder.path, location: loc(rec.uid) });
+        if (result.status === 'stored') stored++;
+      }
+      const last = part[part.length - 1]!.rec.uid;
+      const next = missingUid !== null ? Math.max(st.uidNext, Math.min(missingUid, last + 1)) : Math.max(st.uidNext, last + 1);
+      st.uidNext = next;
+      st.syncedAt = new Date().toISOString();
+      if (mode !== 'reconsider') await this.#deps.accounts.putFolder(this.userId, this.generation, st);
+      if (missingUid !== null) {
+        setTimeout(() => this.#poke(), 2_000).unref();
+        break;
+      }
+    }
+    // UIDNEXT from EXAMINE (taken before the fetch) is safe to jump to: anything arriving
+    // later gets a higher UID. Not past a message we could not fetch yet.
+    if (examinedUidNext !== null && (records.length === 0 || st.uidNext >= records[records.length - 1]!.uid + 1)) {
+      st.uidNext = Math.max(st.uidNext, examinedUidNext);
+    }
+    st.syncedAt = new Date().toISOString();
+    if (mode !== 'reconsider') await this.#deps.accounts.putFolder(this.userId, this.generation, st);
+    if (stored) this.#deps.observe?.stored?.(stored);
+    if (records.length) this.#log.debug({ folder: folder.path, seen: records.length, tracked: tracked.size, stored, uidNext: st.uidNext }, 'folder synced');
+  }
+
+  async #handleReconsider(client: ImapFlow, folders: WatchedFolder[], inbox: WatchedFolder): Promise<void> {
+    const work = this.#reconsider.splice(0);
+    const byFolder = new Map<string, Location[]>();
+    for (const l of work) byFolder.set(l.folder, [...(byFolder.get(l.folder) ?? []), l]);
+    for (const [path, locs] of byFolder) {
+      const folder = folders.find((f) => f.path === path);
+      const st = folder && (await this.#deps.accounts.getFolder(this.userId, path));
+      if (!folder || !st) continue;
+      const uids = locs.filter((l) => l.uidValidity === st.uidValidity).map((l) => l.uid);
+      if (!uids.length) continue;
+      await client.mailboxOpen(path, { readOnly: true });
+      const records = await fetchHeaderRecords(client, toRanges(uids), 0, this.#deps.ingestor, (uid) => this.#locKey(path, st.uidValidity, uid));
+      const tracked = await this.#deps.ingestor.decide(records);
+      await this.#process(client, folder, { ...st }, records, tracked, 'reconsider', null);
+    }
+    await client.mailboxOpen(inbox.path, { readOnly: true });
+  }
+
+  #locKey(folder: string, uidValidity: string, uid: number): string {
+    return `${this.userId}\n${folder}\n${uidValidity}\n${uid}`;
+  }
+}

@@ -1,0 +1,82 @@
+import type { ImapFlow } from 'imapflow';
+import { ID_HEADER_NAMES } from '../threads/message-ids.js';
+import type { FolderRole } from '../store/records.js';
+import type { HeaderRecord, Ingestor } from './ingestor.js';
+
+/** IMAP helpers of the account worker: which folders to watch, and bounded fetches. */
+
+export interface WatchedFolder {
+  path: string;
+  role: FolderRole;
+  specialUse: string | null;
+}
+
+/** Names used for the sent folder by servers that do not advertise \Sent (RFC 6154). */
+const SENT_NAMES = /^(sent|sent items|sent messages|sent mail|gesendet|gesendete elemente|envoy[ée]s|[ée]l[ée]ments envoy[ée]s|enviados|inviata|posta inviata|verzonden items)$/i;
+
+/** INBOX and the \Sent folder (by special-use, else by a well-known name). */
+export async function resolveFolders(client: ImapFlow): Promise<WatchedFolder[]> {
+  const list = await client.list();
+  const out: WatchedFolder[] = [{ path: 'INBOX', role: 'inbox', specialUse: '\\Inbox' }];
+  const leaf = (p: string, delimiter: string | undefined) => (delimiter ? p.split(delimiter).pop() ?? p : p);
+  const sent = list.find((m) => m.specialUse === '\\Sent') ?? list.find((m) => SENT_NAMES.test(leaf(m.path, m.delimiter)) && !m.flags?.has('\\Noselect'));
+  if (sent) out.push({ path: sent.path, role: 'sent', specialUse: sent.specialUse ?? null });
+  return out;
+}
+
+/** `1,2,3,7,9,10` → `1:3,7,9:10`: short command lines on big folders (B43). */
+export function toRanges(uids: number[]): string {
+  const sorted = [...new Set(uids)].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < sorted.length; i++) {
+    const start = sorted[i]!;
+    let end = start;
+    while (i + 1 < sorted.length && sorted[i + 1] === end + 1) end = sorted[++i]!;
+    parts.push(start === end ? String(start) : `${start}:${end}`);
+  }
+  return parts.join(',');
+}
+
+export function chunk<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/**
+ * Header fields of the given UIDs (a UID set string, `n:*` allowed). Only UIDs ≥ `minUid`
+ * are kept: `n:*` returns the last message even when n is past the end (RFC 3501 §6.4.8).
+ */
+export async function fetchHeaderRecords(
+  client: ImapFlow, range: string, minUid: number, ingestor: Ingestor, locationKey: (uid: number) => string,
+): Promise<HeaderRecord[]> {
+  const out: HeaderRecord[] = [];
+  const messages = await client.fetchAll(range, { uid: true, size: true, internalDate: true, headers: ID_HEADER_NAMES }, { uid: true });
+  for (const m of messages) {
+    if (m.uid < minUid) continue;
+    const internalDate = m.internalDate ? new Date(m.internalDate) : null;
+    out.push(ingestor.headerRecord(m.uid, m.headers ?? Buffer.alloc(0), m.size ?? 0, internalDate, locationKey(m.uid)));
+  }
+  return out.sort((a, b) => a.uid - b.uid);
+}
+
+/**
+ * Full sources (BODY.PEEK[]: nothing is marked \Seen) of some UIDs; messages larger than
+ * `maxBytes` are read only up to it, so one huge attachment cannot exhaust memory (B25).
+ */
+export async function fetchSources(client: ImapFlow, records: HeaderRecord[], maxBytes: number): Promise<Map<number, { source: Buffer; complete: boolean }>> {
+  const out = new Map<number, { source: Buffer; complete: boolean }>();
+  const small = records.filter((r) => r.size <= maxBytes).map((r) => r.uid);
+  const large = records.filter((r) => r.size > maxBytes).map((r) => r.uid);
+  if (small.length) {
+    for (const m of await client.fetchAll(toRanges(small), { uid: true, source: true }, { uid: true })) {
+      if (m.source) out.set(m.uid, { source: m.source, complete: true });
+    }
+  }
+  if (large.length) {
+    for (const m of await client.fetchAll(toRanges(large), { uid: true, source: { start: 0, maxLength: maxBytes } }, { uid: true })) {
+      if (m.source) out.set(m.uid, { source: m.source, complete: false });
+    }
+  }
+  return out;
+}

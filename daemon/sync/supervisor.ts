@@ -1,0 +1,81 @@
+import type { Logger } from 'pino';
+import type { Location } from '../store/threads.js';
+import { AccountWorker, type WorkerDeps } from './account-worker.js';
+
+/**
+ * Starts one AccountWorker per consenting user, replaces it when the consent changes, stops
+ * it on revocation, and routes "look again" requests to the worker of the right mailbox.
+ */
+export class SyncSupervisor {
+  readonly #deps: Omit<WorkerDeps, 'log' | 'routePending'>;
+  readonly #log: Logger;
+  readonly #workers = new Map<string, AccountWorker>();
+  #stopped = false;
+  #sweepTimer: NodeJS.Timeout | null = null;
+
+  constructor(deps: Omit<WorkerDeps, 'log' | 'routePending'>, log: Logger) {
+    this.#deps = deps;
+    this.#log = log;
+  }
+
+  async start(): Promise<void> {
+    this.#stopped = false;
+    for (const mbx of await this.#deps.accounts.listMailboxes()) this.#startWorker(mbx.userId, mbx.generation);
+    // pending references are kept a few days; sweep the expired ones hourly
+    this.#sweepTimer = setInterval(() => {
+      this.#deps.threads.sweepPending().catch((err) => this.#log.warn({ err }, 'sweeping pending references failed'));
+    }, 3_600_000);
+    this.#sweepTimer.unref();
+  }
+
+  get size(): number {
+    return this.#workers.size;
+  }
+
+  has(userId: string): boolean {
+    return this.#workers.has(userId);
+  }
+
+  /** (Re)starts the worker of a user after a consent. */
+  async restart(userId: string): Promise<void> {
+    await this.stopUser(userId);
+    const mbx = await this.#deps.accounts.getMailbox(userId);
+    if (mbx && !this.#stopped) this.#startWorker(userId, mbx.generation);
+  }
+
+  async stopUser(userId: string): Promise<void> {
+    const w = this.#workers.get(userId);
+    if (!w) return;
+    this.#workers.delete(userId);
+    await w.stop();
+  }
+
+  #startWorker(userId: string, generation: number): void {
+    const log = this.#log.child({ component: 'sync', userId, generation });
+    const worker = new AccountWorker(userId, generation, { ...this.#deps, log, routePending: (locs) => this.routePending(locs) });
+    this.#workers.set(userId, worker);
+    worker.start();
+  }
+
+  /** Called after a message was stored: untracked mail that pointed at it is looked at again. */
+  onStored(keys: string[]): void {
+    this.#deps.threads
+      .takePending(keys)
+      .then((locs) => this.routePending(locs))
+      .catch((err) => this.#log.warn({ err }, 'looking up pending references failed'));
+  }
+
+  routePending(locations: Location[]): void {
+    const byUser = new Map<string, Location[]>();
+    for (const l of locations) byUser.set(l.userId, [...(byUser.get(l.userId) ?? []), l]);
+    for (const [userId, locs] of byUser) this.#workers.get(userId)?.reconsider(locs);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#sweepTimer) clearInterval(this.#sweepTimer);
+    const workers = [...this.#workers.values()];
+    this.#workers.clear();
+    await Promise.allSettled(workers.map((w) => w.stop()));
+  }
+}
