@@ -306,49 +306,32 @@ export class AccountWorker {
    * and advances the watermark chunk by chunk, so a crash resumes close to where it stopped.
    */
   async #process(client: ImapFlow, folder: WatchedFolder, st: FolderState, records: HeaderRecord[], tracked: Set<number>, mode: Mode, examinedUidNext: number | null): Promise<void> {
-    const { threads, ingestor, settings } = this.#deps;
+    const { ingestor, settings, accounts } = this.#deps;
     const loc = (uid: number): Location => ({ userId: this.userId, folder: folder.path, uidValidity: st.uidValidity, uid });
-    let stored = 0;
-    const indexed = records.map((rec, i) => ({ rec, tracked: tracked.has(i) }));
-    for (const part of chunk(indexed, 25)) {
-      const need: HeaderRecord[] = [];
-      for (const { rec, tracked: isTracked } of part) {
-        if (!isTracked) {
-          if (mode === 'live' && rec.keys.length) await threads.rememberPending(rec.keys, loc(rec.uid), settings.pendingTtlMs);
-          continue;
-        }
-        if (!(await threads.addSighting(rec.key, loc(rec.uid)))) need.push(rec);
-      }
-      const sources = need.length ? await fetchSources(client, need, settings.maxRawBytes) : new Map();
-      let missingUid: number | null = null;
-      for (const rec of need) {
-        const got = sources.get(rec.uid);
-        if (!got) {
-          // announced but not fetchable yet (B44), or expunged meanwhile: do not move the
-          // watermark past it; the next round looks again
-          missingUid ??= rec.uid;
-          continue;
-        }
-        const result = await ingestor.ingest(rec, got.source, got.complete, { userId: this.userId, folder: folder.path, location: loc(rec.uid) });
-        if (result.status === 'stored') stored++;
-      }
-      const last = part[part.length - 1]!.rec.uid;
-      const next = missingUid !== null ? Math.max(st.uidNext, Math.min(missingUid, last + 1)) : Math.max(st.uidNext, last + 1);
-      st.uidNext = next;
-      st.syncedAt = new Date().toISOString();
-      if (mode !== 'reconsider') await this.#deps.accounts.putFolder(this.userId, this.generation, st);
-      if (missingUid !== null) {
-        setTimeout(() => this.#poke(), 2_000).unref();
-        break;
-      }
-    }
-    // UIDNEXT from EXAMINE (taken before the fetch) is safe to jump to: anything arriving
-    // later gets a higher UID. Not past a message we could not fetch yet.
-    if (examinedUidNext !== null && (records.length === 0 || st.uidNext >= records[records.length - 1]!.uid + 1)) {
+    const { stored, missingUid } = await ingestor.processBatch(records, tracked, {
+      context: (rec) => ({ userId: this.userId, folder: folder.path, location: loc(rec.uid) }),
+      fetchSources: (recs) => fetchSources(client, recs, settings.maxRawBytes),
+      rememberUntracked: mode === 'live',
+      pendingTtlMs: settings.pendingTtlMs,
+      onChunk: async (lastUid, missing) => {
+        if (mode === 'reconsider') return;
+        // the watermark advances chunk by chunk (a crash resumes close to where it stopped),
+        // never past a message that could not be fetched yet
+        st.uidNext = Math.max(st.uidNext, missing ?? lastUid + 1);
+        st.syncedAt = new Date().toISOString();
+        await accounts.putFolder(this.userId, this.generation, st);
+      },
+    });
+    if (missingUid !== null) {
+      // announced but not fetchable yet (B44), or expunged meanwhile: look again shortly
+      setTimeout(() => this.#poke(), 2_000).unref();
+    } else if (examinedUidNext !== null) {
+      // UIDNEXT from EXAMINE (taken before the fetch) is safe to jump to: anything arriving
+      // later gets a higher UID
       st.uidNext = Math.max(st.uidNext, examinedUidNext);
     }
     st.syncedAt = new Date().toISOString();
-    if (mode !== 'reconsider') await this.#deps.accounts.putFolder(this.userId, this.generation, st);
+    if (mode !== 'reconsider') await accounts.putFolder(this.userId, this.generation, st);
     if (stored) this.#deps.observe?.stored?.(stored);
     if (records.length) this.#log.debug({ folder: folder.path, seen: records.length, tracked: tracked.size, stored, uidNext: st.uidNext }, 'folder synced');
   }

@@ -31,6 +31,25 @@ export interface IngestContext {
   candidateIds?: string[];
 }
 
+export interface FetchedSource {
+  source: Buffer;
+  /** False when only the first bytes were read (the message is larger than the cap). */
+  complete: boolean;
+}
+
+export interface BatchOptions {
+  /** Where each record was seen. */
+  context: (rec: HeaderRecord) => IngestContext;
+  /** Full sources of some records, by UID; a record left out is "not fetchable yet". */
+  fetchSources: (recs: HeaderRecord[]) => Promise<Map<number, FetchedSource>>;
+  /** Remember untracked records (keyed id hashes) so a parent arriving later finds them. */
+  rememberUntracked: boolean;
+  pendingTtlMs: number;
+  /** After each chunk: the highest UID handled and the first UID that could not be fetched. */
+  onChunk?: (lastUid: number, missingUid: number | null) => Promise<void>;
+  chunkSize?: number;
+}
+
 export class Ingestor {
   readonly #threads: Threads;
   readonly #log: Logger;
@@ -59,6 +78,44 @@ export class Ingestor {
   async decide(records: HeaderRecord[]): Promise<Set<number>> {
     const tracked = await this.#threads.trackedKeys(records.flatMap((r) => r.keys));
     return trackedInBatch(records.map((r) => r.keys), (k) => tracked.has(k));
+  }
+
+  /**
+   * Stores the tracked records of a batch (fetching sources only for messages not stored
+   * yet; a message already stored from elsewhere only gains a sighting) and remembers the
+   * untracked ones. Stops at the first message that cannot be fetched, so the caller does not
+   * move its watermark past it (B44).
+   */
+  async processBatch(records: HeaderRecord[], tracked: Set<number>, opts: BatchOptions): Promise<{ stored: number; missingUid: number | null }> {
+    let stored = 0;
+    const indexed = records.map((rec, i) => ({ rec, tracked: tracked.has(i) }));
+    const size = opts.chunkSize ?? 25;
+    for (let i = 0; i < indexed.length; i += size) {
+      const part = indexed.slice(i, i + size);
+      const need: HeaderRecord[] = [];
+      for (const { rec, tracked: isTracked } of part) {
+        const ctx = opts.context(rec);
+        if (!isTracked) {
+          if (opts.rememberUntracked && ctx.location && rec.keys.length) await this.#threads.rememberPending(rec.keys, ctx.location, opts.pendingTtlMs);
+          continue;
+        }
+        if (!ctx.location || !(await this.#threads.addSighting(rec.key, ctx.location))) need.push(rec);
+      }
+      const sources = need.length ? await opts.fetchSources(need) : new Map<number, FetchedSource>();
+      let missingUid: number | null = null;
+      for (const rec of need) {
+        const got = sources.get(rec.uid);
+        if (!got) {
+          missingUid ??= rec.uid;
+          continue;
+        }
+        const result = await this.ingest(rec, got.source, got.complete, opts.context(rec));
+        if (result.status === 'stored') stored++;
+      }
+      await opts.onChunk?.(part[part.length - 1]!.rec.uid, missingUid);
+      if (missingUid !== null) return { stored, missingUid };
+    }
+    return { stored, missingUid: null };
   }
 
   /** Parses and stores one message. Never throws for bad mail: it is stored with the reason. */

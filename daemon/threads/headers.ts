@@ -12,6 +12,20 @@ export interface HeaderField {
   key: string;
   /** Unfolded value, leading whitespace trimmed, bytes read as UTF-8 (RFC 6532). */
   value: string;
+  /** The value's bytes, kept only when they are not valid UTF-8 (raw 8-bit legacy charsets, B15). */
+  bytes?: Buffer;
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+function decodeValue(latin1: string): { value: string; bytes?: Buffer } {
+  if (!/[\x80-\xff]/.test(latin1)) return { value: latin1 };
+  const bytes = Buffer.from(latin1, 'latin1');
+  try {
+    return { value: strictUtf8.decode(bytes) };
+  } catch {
+    return { value: bytes.toString('utf8'), bytes };
+  }
 }
 
 /** Byte offset where the body starts (after the empty line), or the length when there is none (B26a). */
@@ -30,14 +44,15 @@ export function headerEnd(buf: Buffer): number {
 /** Splits a header block (or a whole message, whose body is ignored) into fields. */
 export function parseHeaderBlock(input: Buffer | string): HeaderField[] {
   const buf = typeof input === 'string' ? Buffer.from(input, 'utf8') : input;
-  const text = buf.subarray(0, headerEnd(buf)).toString('utf8');
+  // latin1 maps every byte to one character, so values can be re-read in their real charset
+  const text = buf.subarray(0, headerEnd(buf)).toString('latin1');
   const lines = text.split(/\r?\n/);
   const fields: HeaderField[] = [];
   let current: { name: string; parts: string[] } | null = null;
   const flush = () => {
     if (!current) return;
-    const value = current.parts.join('').replace(/^[ \t]+/, '').replace(/[ \t]+$/, '');
-    fields.push({ name: current.name, key: current.name.toLowerCase(), value });
+    const decoded = decodeValue(current.parts.join('').replace(/^[ \t]+/, '').replace(/[ \t]+$/, ''));
+    fields.push({ name: current.name, key: current.name.toLowerCase(), ...decoded });
     current = null;
   };
   for (const line of lines) {
@@ -124,4 +139,19 @@ export function decodeEncodedWords(value: string): string {
   }
   if (last < value.length) pieces.push({ text: value.slice(last) });
   return pieces.map((p) => ('text' in p ? p.text : decodeCharset(p.charset, p.bytes))).join('');
+}
+
+/**
+ * Reads bytes of an unknown legacy charset: the charsets the message declares are tried first
+ * (a QQ mail subject in raw GBK comes with a GBK body), windows-1252 last (it accepts anything).
+ */
+export function decodeLegacyBytes(bytes: Buffer, declaredCharsets: string[]): string {
+  for (const cs of declaredCharsets) {
+    try {
+      return new TextDecoder(cs.toLowerCase(), { fatal: true }).decode(bytes);
+    } catch {
+      // unknown label or not this charset: next
+    }
+  }
+  return new TextDecoder('windows-1252').decode(bytes);
 }
