@@ -1,0 +1,257 @@
+// Helpers for tests that talk to the real Dovecot started by
+// test/setup/start-servers.ts (scripts/dovecot.sh --dir .run/test-dovecot).
+//
+// Every test creates its own users, so test files can run in parallel against
+// one shared server without seeing each other's mail.
+import { execFileSync } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { ImapFlow, type ImapFlowOptions } from 'imapflow'
+
+export interface DovecotEnv {
+  host: string
+  port: number
+  tlsPort: number
+  dir: string
+  caFile: string
+  usersFile: string
+  log: string
+}
+
+export interface Account {
+  user: string
+  pass: string
+  address: string
+}
+
+export interface SnapshotMessage {
+  uid: number
+  flags: string[]
+  size: number
+  sha256: string
+}
+
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url))
+const envFile = path.join(repoRoot, '.run/test-dovecot/env.json')
+
+/** Connection details of the running test instance. */
+export function dovecotEnv(): DovecotEnv {
+  // Not cached: reading it each time keeps a restarted instance usable.
+  let text: string
+  try {
+    text = fs.readFileSync(envFile, 'utf8')
+  } catch {
+    throw new Error(
+      `Test Dovecot is not running (${envFile} is missing). Run the tests with ` +
+        '`npm test` / `npx tap`, or start it with `scripts/dovecot.sh start --dir .run/test-dovecot`.',
+    )
+  }
+  return JSON.parse(text) as DovecotEnv
+}
+
+/** ImapFlow options for a plain (non-TLS) loopback connection as `account`. */
+export function imapOptions(account: Account, extra: Partial<ImapFlowOptions> = {}): ImapFlowOptions {
+  const env = dovecotEnv()
+  return {
+    host: env.host,
+    port: env.port,
+    secure: false,
+    doSTARTTLS: false,
+    logger: false,
+    auth: { user: account.user, pass: account.pass },
+    ...extra,
+  }
+}
+
+/** Runs `fn` with a logged-in client and always disconnects afterwards. */
+export async function withClient<T>(account: Account, fn: (client: ImapFlow) => Promise<T>): Promise<T> {
+  const client = new ImapFlow(imapOptions(account))
+  // A socket error after connect() would otherwise be an unhandled 'error'
+  // event that kills the test process; the pending command rejects anyway.
+  client.on('error', () => {})
+  await client.connect()
+  try {
+    return await fn(client)
+  } finally {
+    await client.logout().catch(() => client.close())
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Creates a fresh Dovecot user and resolves once it can log in. */
+export async function createMailbox(prefix = 'user'): Promise<Account> {
+  if (!/^[A-Za-z0-9._-]+$/.test(prefix)) throw new Error(`invalid mailbox prefix: ${prefix}`)
+  const user = `${prefix}-${randomBytes(6).toString('hex')}`
+  const account = { user, pass: randomBytes(12).toString('hex'), address: `${user}@example.com` }
+  // One O_APPEND write per line, so parallel test processes never interleave.
+  fs.appendFileSync(dovecotEnv().usersFile, `${user}:{PLAIN}${account.pass}::::::\n`)
+  // Dovecot re-stats the passwd-file at most once per wall-clock second, so a
+  // login in the second of the append may not see the new line (and a failed
+  // login costs auth_failure_delay = 2s). Waiting for the next second is cheaper.
+  await sleep(1020 - (Date.now() % 1000))
+
+  const deadline = Date.now() + 10_000
+  for (;;) {
+    try {
+      await withClient(account, async () => {})
+      return account
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`new user ${user} cannot log in: ${String(err)}`)
+      await sleep(200)
+    }
+  }
+}
+
+/** APPENDs a raw message to `folder` and returns its UID (UIDPLUS). */
+export async function appendMessage(
+  account: Account,
+  folder: string,
+  raw: string | Buffer,
+  flags: string[] = [],
+  date?: Date,
+): Promise<{ uid: number }> {
+  return withClient(account, async (client) => {
+    const res = await client.append(folder, raw, flags, date)
+    if (!res || typeof res.uid !== 'number') throw new Error(`APPEND to ${folder} returned no UID`)
+    return { uid: res.uid }
+  })
+}
+
+/**
+ * Every message of every folder (uid, flags, size, sha256 of the full source),
+ * read through EXAMINE + BODY.PEEK so taking a snapshot changes nothing.
+ * Compare two snapshots to prove that code under test left a mailbox alone.
+ */
+export async function mailboxSnapshot(account: Account): Promise<Record<string, SnapshotMessage[]>> {
+  return withClient(account, async (client) => {
+    const snapshot: Record<string, SnapshotMessage[]> = {}
+    const folders = (await client.list()).filter((f) => !f.flags.has('\\Noselect'))
+    for (const folder of folders.map((f) => f.path).sort()) {
+      const box = await client.mailboxOpen(folder, { readOnly: true })
+      const messages: SnapshotMessage[] = []
+      if (box.exists > 0) {
+        for await (const msg of client.fetch('1:*', { uid: true, flags: true, size: true, source: true })) {
+          messages.push({
+            uid: msg.uid,
+            // \Recent is per-session state (whoever SELECTs first claims it),
+            // not a change to the mailbox, so it would only add noise.
+            flags: [...(msg.flags ?? [])].filter((f) => f !== '\\Recent').sort(),
+            size: msg.size ?? -1,
+            sha256: createHash('sha256').update(msg.source ?? Buffer.alloc(0)).digest('hex'),
+          })
+        }
+      }
+      snapshot[folder] = messages.sort((a, b) => a.uid - b.uid)
+    }
+    return snapshot
+  })
+}
+
+/** Number of logged-in IMAP connections of `user`, as Dovecot's anvil sees them. */
+export async function connectedClients(user: string): Promise<number> {
+  const conf = path.join(dovecotEnv().dir, 'dovecot.conf')
+  // Output: a header line, then "username proto pid ip" per connection.
+  const out = execFileSync('doveadm', ['-c', conf, 'who', '-1', user], { encoding: 'utf8' })
+  return out
+    .split('\n')
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([name, proto]) => name === user && proto === 'imap').length
+}
+
+export interface MessageSpec {
+  from: string
+  to: string | string[]
+  cc?: string | string[]
+  subject: string
+  messageId?: string
+  inReplyTo?: string
+  references?: string | string[]
+  date?: Date
+  text: string
+  attachments?: Array<{ filename: string; contentType: string; content: Buffer }>
+}
+
+/**
+ * An RFC 5322 message with CRLF line endings: text/plain, or multipart/mixed
+ * with base64 attachments. Address values are used verbatim. A missing
+ * Message-ID gets a random one; a missing Date is "now".
+ */
+export function buildMessage(spec: MessageSpec): string {
+  const list = (v: string | string[]) => (Array.isArray(v) ? v.join(', ') : v)
+  const headers: string[] = [
+    `From: ${spec.from}`,
+    `To: ${list(spec.to)}`,
+    ...(spec.cc ? [`Cc: ${list(spec.cc)}`] : []),
+    `Subject: ${encodeWord(spec.subject)}`,
+    `Date: ${rfc5322Date(spec.date ?? new Date())}`,
+    `Message-ID: ${spec.messageId ?? `<${randomBytes(8).toString('hex')}@example.com>`}`,
+    ...(spec.inReplyTo ? [`In-Reply-To: ${spec.inReplyTo}`] : []),
+    ...(spec.references ? [`References: ${Array.isArray(spec.references) ? spec.references.join(' ') : spec.references}`] : []),
+    'MIME-Version: 1.0',
+  ]
+  const text = textPart(spec.text)
+  if (!spec.attachments?.length) return [...headers, ...text.headers, '', text.body].join('\r\n')
+
+  const boundary = `=_mailsync_${randomBytes(8).toString('hex')}`
+  const parts = [
+    [...text.headers, '', text.body].join('\r\n'),
+    ...spec.attachments.map((a) =>
+      [
+        `Content-Type: ${a.contentType}; ${param('name', a.filename)}`,
+        `Content-Disposition: attachment; ${param('filename', a.filename)}`,
+        'Content-Transfer-Encoding: base64',
+        '',
+        base64Lines(a.content),
+      ].join('\r\n'),
+    ),
+  ]
+  return [
+    ...headers,
+    `Content-Type: multipart/mixed; boundary="${boundary}"`,
+    '',
+    ...parts.map((p) => `--${boundary}\r\n${p}`),
+    `--${boundary}--`,
+    '',
+  ].join('\r\n')
+}
+
+const isPlainAscii = (s: string) => /^[\x20-\x7e]*$/.test(s)
+
+function encodeWord(s: string): string {
+  return isPlainAscii(s) ? s : `=?UTF-8?B?${Buffer.from(s, 'utf8').toString('base64')}?=`
+}
+
+// RFC 2231 for anything that cannot go into a quoted string as-is.
+function param(key: string, value: string): string {
+  if (isPlainAscii(value) && !/["\\]/.test(value)) return `${key}="${value}"`
+  const pct = encodeURIComponent(value).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+  return `${key}*=UTF-8''${pct}`
+}
+
+function textPart(text: string): { headers: string[]; body: string } {
+  const body = text.replace(/\r?\n/g, '\r\n')
+  // 7bit only when it is legal (ASCII, lines <= 998 octets); else base64.
+  const sevenBit = /^[\x00-\x7f]*$/.test(body) && body.split('\r\n').every((l) => l.length <= 998)
+  return {
+    headers: ['Content-Type: text/plain; charset=utf-8', `Content-Transfer-Encoding: ${sevenBit ? '7bit' : 'base64'}`],
+    body: sevenBit ? `${body}\r\n` : base64Lines(Buffer.from(text, 'utf8')),
+  }
+}
+
+function base64Lines(buf: Buffer): string {
+  return `${(buf.toString('base64').match(/.{1,76}/g) ?? []).join('\r\n')}\r\n`
+}
+
+function rfc5322Date(d: Date): string {
+  const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat']
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
+  const p = (n: number) => String(n).padStart(2, '0')
+  return (
+    `${days[d.getUTCDay()]}, ${p(d.getUTCDate())} ${months[d.getUTCMonth()]} ${d.getUTCFullYear()} ` +
+    `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`
+  )
+}
