@@ -98,6 +98,12 @@ export async function startDaemon(t: Test, opts: { overrides?: Record<string, un
     await daemon.stop();
   };
   t.teardown(stop);
+  // On a failure the daemon's own log is the first thing anyone needs: print its tail.
+  t.teardown(() => {
+    if (process.env.MAILSYNC_TEST_LOGS === '1' || !t.passing()) {
+      console.error(`--- daemon log (last 80 of ${logs.length} lines) ---\n${logs.slice(-80).join('\n')}`);
+    }
+  });
   const api: RunningDaemon['api'] = async (method, url, o = {}) => {
     const headers: Record<string, string> = { ...(o.headers ?? {}) };
     if (o.token !== null) headers.authorization = `Bearer ${o.token ?? TOKEN}`;

@@ -82,10 +82,11 @@ export async function withClient<T>(account: Account, fn: (client: ImapFlow) => 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Creates a fresh Dovecot user and resolves once it can log in. */
-export async function createMailbox(prefix = 'user'): Promise<Account> {
+export async function createMailbox(prefix = 'user', pass = randomBytes(12).toString('hex')): Promise<Account> {
   if (!/^[A-Za-z0-9._-]+$/.test(prefix)) throw new Error(`invalid mailbox prefix: ${prefix}`)
+  if (!/^[^:\r\n]+$/.test(pass)) throw new Error('a password must be non-empty without ":" or newlines')
   const user = `${prefix}-${randomBytes(6).toString('hex')}`
-  const account = { user, pass: randomBytes(12).toString('hex'), address: `${user}@example.com` }
+  const account = { user, pass, address: `${user}@example.com` }
   // One O_APPEND write per line, so parallel test processes never interleave.
   fs.appendFileSync(dovecotEnv().usersFile, `${user}:{PLAIN}${account.pass}::::::\n`)
   // Dovecot re-stats the passwd-file at most once per wall-clock second, so a

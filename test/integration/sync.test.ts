@@ -17,12 +17,10 @@ import { verifySignature } from '../../daemon/events/signature.js';
 const recruiterPass = `pw-${crypto.randomBytes(6).toString('hex')}-secret`;
 
 t.test('sync a recruiter mailbox end to end', async (t) => {
-  const account = await createMailbox('recruiter');
-  // the helper gave the user a random password; give the daemon a distinctive one to scan for
+  // a distinctive password, so the logs and the store can be scanned for it
+  const login = await createMailbox('recruiter', recruiterPass);
   const env = dovecotEnv();
-  fs.appendFileSync(env.usersFile, `${account.user}-b:{PLAIN}${recruiterPass}::::::\n`);
-  const login = { ...account, user: `${account.user}-b`, pass: recruiterPass, address: account.address };
-  const recruiter = account.address;
+  const recruiter = login.address;
   const candidate = 'pat.candidate@example.org';
 
   // before consent: the ATS original in Sent, the candidate's reply in INBOX, other mail around
@@ -35,7 +33,7 @@ t.test('sync a recruiter mailbox end to end', async (t) => {
   const receiver = await startReceiver(t);
   const storeParent = tempDir(t);
   const storeDir = path.join(storeParent, 'store');
-  let d: RunningDaemon = await startDaemon(t, { storeDir, overrides: { webhooks: { url: receiver.url, secret: WEBHOOK_SECRET } } });
+  let d: RunningDaemon = await startDaemon(t, { storeDir, overrides: { webhooks: { url: receiver.url, secret: WEBHOOK_SECRET }, sync: { tlsCaFile: env.caFile } } });
 
   await t.test('register, consent, and reach live', async (t) => {
     t.equal((await d.api('PUT', '/v1/users/u1', { body: { email: recruiter, name: 'Robin Recruiter' } })).status, 200);
@@ -126,7 +124,7 @@ t.test('sync a recruiter mailbox end to end', async (t) => {
     await d.stop();
     await appendMessage(login, 'INBOX', buildMessage({ from: `Pat Candidate <${candidate}>`, to: recruiter, subject: 'Re: Interview', messageId: '<while-down@example.org>', references: '<int-1.k3j@ats.example.net>', text: 'Sent while you were away.' }));
     await appendMessage(login, 'INBOX', buildMessage({ from: 'Spam <spam@example.net>', to: recruiter, subject: 'Win', text: 'no' }));
-    d = await startDaemon(t, { storeDir, overrides: { webhooks: { url: receiver.url, secret: WEBHOOK_SECRET } } });
+    d = await startDaemon(t, { storeDir, overrides: { webhooks: { url: receiver.url, secret: WEBHOOK_SECRET }, sync: { tlsCaFile: env.caFile } } });
     await receiver.waitFor((w) => (w.body.data.message as { messageId?: string } | undefined)?.messageId === '<while-down@example.org>', 'the mail that arrived while down');
     await waitUntil(async () => (await d.api<{ state: string }>('GET', '/v1/users/u1/mailbox', { actingUser: 'u1' })).body.state === 'live', 'live again');
     const events = (await d.api<{ events: Array<{ id: string; type: string; data: { message?: { messageId: string } } }> }>('GET', '/v1/events?limit=1000')).body.events;
