@@ -100,7 +100,7 @@ export async function createMailbox(prefix = 'user', pass = randomBytes(12).toSt
       await withClient(account, async () => {})
       return account
     } catch (err) {
-      if (Date.now() > deadline) throw new Error(`new user ${user} cannot log in: ${String(err)}`)
+      if (Date.now() > deadline) throw new Error(`new user ${user} cannot log in: ${String(err)}`, { cause: err })
       await sleep(200)
     }
   }

@@ -4,6 +4,7 @@ import { conversation } from '../fixtures/cases.js';
 import { openStack } from '../helpers/stack.js';
 import type { HeaderRecord } from '../../daemon/sync/ingestor.js';
 import type { Location } from '../../daemon/store/threads.js';
+import type { Test } from 'tap';
 
 /**
  * Thread assembly through the real store and ingestion code, with messages arriving one at
@@ -14,7 +15,7 @@ import type { Location } from '../../daemon/store/threads.js';
 const convo = conversation();
 const uidOf = new Map(convo.map((m, i) => [m.name, i + 1]));
 
-async function arriveLive(t: Parameters<Parameters<typeof t.test>[1]>[0], order: number[]) {
+async function arriveLive(t: Test, order: number[]) {
   const pending: Location[][] = [];
   const stack = await openStack(t, { onStored: (keys) => pending.push(keys as unknown as Location[]) });
   const { ingestor, threads } = stack;
@@ -44,7 +45,7 @@ async function arriveLive(t: Parameters<Parameters<typeof t.test>[1]>[0], order:
   return stack;
 }
 
-async function assertGrouping(t: Parameters<Parameters<typeof t.test>[1]>[0], stack: Awaited<ReturnType<typeof openStack>>) {
+async function assertGrouping(t: Test, stack: Awaited<ReturnType<typeof openStack>>) {
   const threadIds = new Set<string>();
   for (const m of convo) {
     const key = (await stack.store.get<string>(`loc!u1!INBOX!1!${String(uidOf.get(m.name)).padStart(10, '0')}`));
