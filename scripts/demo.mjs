@@ -28,10 +28,21 @@ const dim = (s) => (process.stdout.isTTY ? `\x1b[2m${s}\x1b[0m` : s);
 let stepNo = 0;
 const step = (title) => console.log(`\n${bold(`${++stepNo}. ${title}`)}`);
 const say = (s) => console.log(`   ${s}`);
+/** Children to stop on any exit, so a failed tour leaves no daemon or Dovecot behind. */
+const cleanups = [];
 const fail = (msg) => {
   console.error(`\ndemo: ${msg}`);
+  for (const fn of cleanups.splice(0).reverse()) {
+    try {
+      fn();
+    } catch {
+      // best effort: we are exiting anyway
+    }
+  }
   process.exit(1);
 };
+process.on('unhandledRejection', (err) => fail(err instanceof Error ? err.message : String(err)));
+process.on('uncaughtException', (err) => fail(err.message));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function until(fn, what, timeoutMs = 30_000) {
@@ -39,7 +50,7 @@ async function until(fn, what, timeoutMs = 30_000) {
   for (;;) {
     const v = await fn().catch(() => null);
     if (v) return v;
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what} after ${timeoutMs / 1000} s`);
+    if (Date.now() > deadline) fail(`gave up waiting for ${what} after ${timeoutMs / 1000} s (the daemon log is in .run/demo/daemon.log)`);
     await sleep(50);
   }
 }
@@ -91,6 +102,7 @@ if (process.getuid?.() !== 0 && spawnSync('sh', ['-c', 'command -v dovecot']).st
   fail('Dovecot is not installed and installing it needs root (apt-get install dovecot-imapd). Run the demo as root, or install it first.');
 }
 sh('bash', ['scripts/dovecot.sh', 'start', '--dir', dovecotDir], 'starting Dovecot');
+cleanups.push(() => spawnSync('bash', ['scripts/dovecot.sh', 'stop', '--dir', dovecotDir], { cwd: root, stdio: 'ignore' }));
 const dovecot = JSON.parse(fs.readFileSync(path.join(dovecotDir, 'env.json'), 'utf8'));
 const login = { user: `robin-${crypto.randomBytes(3).toString('hex')}`, pass: `pw-${crypto.randomBytes(9).toString('hex')}` };
 sh('bash', ['scripts/dovecot.sh', 'add-user', login.user, login.pass, '--dir', dovecotDir], 'creating the recruiter mailbox');
@@ -139,7 +151,7 @@ const receiver = http.createServer((req, res) => {
     event.receivedAt = Date.now();
     events.push(event);
     const d = event.data ?? {};
-    const what = event.type === 'mailbox.state_changed' ? `state is now "${d.state}"` : event.type === 'message.created' ? `${d.direction} message in thread ${d.threadId}` : '';
+    const what = event.type === 'mailbox.state_changed' ? `state is now "${d.state}"` : event.type === 'message.created' ? `${d.message?.direction} message from ${d.message?.from?.address} in thread ${d.threadId}` : event.type === 'thread.linked' ? `thread ${d.threadId} linked to candidate ${d.candidateId}` : '';
     console.log(`   ${bold('webhook')} ${event.type} ${dim(event.id)} ${what} ${dim('(signature verified)')}`);
     for (const w of waiters.splice(0)) w();
   });
@@ -172,6 +184,10 @@ const logFile = path.join(runDir, 'daemon.log');
 const logFd = fs.openSync(logFile, 'a');
 const daemon = spawn(process.execPath, [built, 'serve'], { cwd: runDir, env, stdio: ['ignore', logFd, logFd] });
 let stopping = false;
+cleanups.push(() => {
+  stopping = true;
+  daemon.kill('SIGTERM');
+});
 daemon.on('exit', (code, signal) => {
   if (!stopping) fail(`mailsync exited unexpectedly (${code ?? signal}); its log is ${path.relative(root, logFile)}`);
 });
@@ -183,7 +199,7 @@ async function call(method, url, body, actingUser) {
   const res = await fetch(api + url, { method, headers, body: body ? JSON.stringify(body) : undefined });
   const text = await res.text();
   const json = text && (res.headers.get('content-type') ?? '').includes('json') ? JSON.parse(text) : text;
-  if (res.status >= 400) throw new Error(`${method} ${url} → ${res.status}: ${text}`);
+  if (res.status >= 400) fail(`${method} ${url} → ${res.status}: ${text}`);
   return json;
 }
 await until(async () => (await fetch(`${api}/readyz`)).ok, 'mailsync to become ready');
@@ -214,7 +230,7 @@ const original = await compose({
 });
 await deliver('Sent', original, ['\\Seen']);
 say(`sent with Message-ID ${atsMessageId}; the recruiter's provider keeps a copy in Sent`);
-const outboundEvent = await waitEvent((e) => e.type === 'message.created' && e.data?.direction === 'outbound', 'the sent copy to be picked up');
+const outboundEvent = await waitEvent((e) => e.type === 'message.created' && e.data?.message?.direction === 'outbound', 'the sent copy to be picked up');
 say(`mailsync found it in Sent and opened thread ${outboundEvent.data.threadId}`);
 
 // ------------------------------------------------------------------ 7. the candidate replies
@@ -227,7 +243,7 @@ const reply = await compose({
 });
 const deliveredAt = Date.now();
 await deliver('INBOX', reply);
-const inbound = await waitEvent((e) => e.type === 'message.created' && e.data?.direction === 'inbound', 'the reply webhook');
+const inbound = await waitEvent((e) => e.type === 'message.created' && e.data?.message?.direction === 'inbound', 'the reply webhook');
 say(`the ATS got the webhook ${inbound.receivedAt - deliveredAt} ms after the reply landed (IMAP IDLE, no polling)`);
 
 // ------------------------------------------------------------------ 8. the API
@@ -249,7 +265,7 @@ const flags = await imap(async (c) => {
   const out = [];
   for (const folder of ['INBOX', 'Sent']) {
     await c.mailboxOpen(folder, { readOnly: true });
-    for await (const m of c.fetch('1:*', { flags: true, envelope: true })) out.push(`${folder}: "${m.envelope.subject}" [${[...m.flags].join(' ') || 'unread'}]`);
+    for await (const m of c.fetch('1:*', { flags: true, envelope: true })) out.push(`${folder}: "${m.envelope.subject}" [${[...m.flags].filter((f) => f !== '\\Recent').join(' ') || 'unread'}]`);
   }
   return out;
 });
