@@ -20,11 +20,11 @@ export function tempDir(t: Test, prefix = 'mailsync-'): string {
 }
 
 /** The store layer on a fresh LevelDB, as the daemon wires it. */
-export async function openStack(t: Test, opts: { domains?: string[]; encryptContent?: boolean; onStored?: (keys: string[]) => void } = {}) {
+export async function openStack(t: Test, opts: { domains?: string[]; encryptContent?: boolean; push?: boolean; onStored?: (keys: string[]) => void } = {}) {
   const dir = tempDir(t);
   const store = await Store.open({ path: dir, masterKey: crypto.randomBytes(32), encryptContent: opts.encryptContent ?? true });
   t.teardown(() => store.close());
-  const outbox = new Outbox(store, { push: false });
+  const outbox = new Outbox(store, { push: opts.push ?? false });
   await outbox.init();
   const normalise = (a: string) => normaliseAddress(a);
   const accounts = new Accounts(store, outbox, normalise);
