@@ -163,7 +163,7 @@ say(`listening on ${webhookUrl}; it checks every X-Mailsync-Signature with the s
 const waitEvent = (pred, what, timeoutMs = 30_000) => until(async () => events.find(pred), what, timeoutMs);
 
 // ------------------------------------------------------------------ 4. the daemon
-step('Starting mailsync with its embedded defaults');
+step('Starting mailsync on its embedded defaults, with a few environment variables for the demo');
 fs.rmSync(runDir, { recursive: true, force: true });
 fs.mkdirSync(runDir, { recursive: true });
 const apiPort = await freePort(8025);
@@ -204,6 +204,7 @@ async function call(method, url, body, actingUser) {
 }
 await until(async () => (await fetch(`${api}/readyz`)).ok, 'mailsync to become ready');
 say(`API on ${api} (bearer token ${TOKEN}); store in ${path.relative(root, runDir)}/data; log in ${path.relative(root, logFile)}`);
+say(`set through MAILSYNC_* variables: the store path, a free API port, a fresh token, the webhook URL and secret, and trust in the demo Dovecot's certificate`);
 say(`tracking replies to messages whose Message-ID ends in @${ATS_DOMAIN}`);
 
 // ------------------------------------------------------------------ 5. opt-in

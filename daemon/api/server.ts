@@ -1,6 +1,8 @@
 import crypto from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
+import { Ajv } from 'ajv';
+import addFormatsModule from 'ajv-formats';
 import type { Logger } from 'pino';
 import { ApiError, errorBody, type ApiErrorCode } from '../errors.js';
 import type { Config } from '../config/load.js';
@@ -40,6 +42,9 @@ declare module 'fastify' {
   }
 }
 
+// ajv-formats is CommonJS: its default export arrives wrapped under ESM
+const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormatsModule }).default ?? addFormatsModule) as unknown as (ajv: Ajv) => Ajv;
+
 const ROLES: Role[] = ['user', 'admin', 'super_admin'];
 const ID_RE = new RegExp(ID_PATTERN);
 
@@ -58,6 +63,24 @@ function bearer(req: FastifyRequest): string | null {
   return m ? m[1]! : null;
 }
 
+/**
+ * Whether a request is for /v1 and needs the bearer token. Decided by the route it matched
+ * (what the router decoded, e.g. `/%761/events` routes to `/v1/events`), and for unmatched
+ * URLs by the decoded path, so no spelling of a /v1 path gets past the check.
+ */
+function needsToken(req: FastifyRequest): boolean {
+  const route = req.routeOptions.url;
+  if (route !== undefined && (route === '/v1' || route.startsWith('/v1/'))) return true;
+  let path = req.url.split('?')[0] ?? '';
+  try {
+    path = decodeURIComponent(path);
+  } catch {
+    return true;
+  }
+  path = path.replace(/\/{2,}/g, '/').toLowerCase();
+  return path === '/v1' || path.startsWith('/v1/');
+}
+
 export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: ctx.log.child({ component: 'api' }) as FastifyBaseLogger,
@@ -66,8 +89,22 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
     // ids are up to 128 characters and message keys longer; over-long ones must reach the
     // schema (400 naming the problem) instead of fastify's default 100-character 404
     routerOptions: { maxParamLength: 512 },
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: true, allErrors: false } },
+    // a bad URL (bad percent-encoding, an over-long segment) still gets the contract's error shape
+    frameworkErrors: (err, _req, reply) => {
+      const message = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path segment is longer than 512 characters.' : 'The URL is not valid (bad percent-encoding?).';
+      void (reply as unknown as FastifyReply).status(400).send(errorBody('invalid_request', message));
+    },
   });
+  // Query strings and path parameters are text, so they are coerced to the schema's types
+  // (`?limit=50`); JSON bodies are not: `"name": true` is a client bug to report, not a string.
+  const ajvFor = (coerce: boolean) => {
+    const ajv = new Ajv({ removeAdditional: false, coerceTypes: coerce ? 'array' : false, useDefaults: true, allErrors: false, strict: false });
+    addFormats(ajv);
+    return ajv;
+  };
+  const coercing = ajvFor(true);
+  const strict = ajvFor(false);
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
 
   await app.register(swagger, {
     openapi: {
@@ -81,7 +118,7 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   app.decorateRequest('actor', null as unknown as Actor);
 
   app.addHook('onRequest', async (req) => {
-    if (!req.url.startsWith('/v1/') && req.url !== '/v1') return;
+    if (!needsToken(req)) return;
     const token = bearer(req);
     if (!token || !tokenMatches(token, ctx.config.api.tokens)) {
       ctx.metrics.apiAuthFailures.inc();

@@ -40,10 +40,15 @@ async function main(argv: string[]): Promise<number> {
     return command || values.help ? 0 : 2;
   }
   if (command === 'config' && sub === 'check') {
-    const { redacted } = loadConfig({ file: values.config });
+    const { redacted, warnings } = loadConfig({ file: values.config });
     process.stdout.write(`${redacted()}\n`);
+    for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
     process.stderr.write(`configuration ${values.config ? values.config : '(embedded defaults)'} is valid\n`);
     return 0;
+  }
+  if (command === 'config') {
+    process.stderr.write(`"mailsync config" needs a subcommand: mailsync config check [--config FILE]\n`);
+    return 2;
   }
   if (command === 'serve') return serve(values.config, values.pretty ?? process.stdout.isTTY === true);
   process.stderr.write(`unknown command "${positionals.join(' ')}"\n\n${HELP}`);
@@ -51,8 +56,9 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function serve(file: string | undefined, pretty: boolean): Promise<number> {
-  const { config } = loadConfig({ file });
+  const { config, warnings } = loadConfig({ file });
   const log = createLogger({ level: config.log.level, pretty: pretty || config.log.pretty });
+  for (const w of warnings) log.warn(w);
   const daemon = createDaemon(config, log);
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {

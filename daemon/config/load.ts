@@ -3,7 +3,7 @@ import path from 'node:path';
 import convict from 'convict';
 import YAML from 'yaml';
 import { MailsyncError } from '../errors.js';
-import { envName, isOption, schema, type OptionSpec, type SchemaTree } from './schema.js';
+import { envName, isOption, listOptions, schema, type OptionSpec, type SchemaTree } from './schema.js';
 
 type ConfigOf<T> = T extends OptionSpec ? T['default'] : { readonly [K in keyof T]: ConfigOf<T[K]> };
 /** The validated, frozen configuration. */
@@ -29,10 +29,24 @@ function addFormats(): void {
   const splitIfString = (v: unknown): unknown =>
     typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v;
   convict.addFormats({
+    // convict's own Boolean turns any env string but "false" into true ("0", "no", "off"
+    // would switch a safety option ON): only the spellings below are accepted.
+    boolean: {
+      validate(v: unknown) {
+        if (typeof v !== 'boolean') throw new Error('must be true or false');
+      },
+      coerce: (v: unknown) => {
+        if (typeof v !== 'string') return v;
+        const s = v.trim().toLowerCase();
+        if (['true', '1', 'yes', 'on'].includes(s)) return true;
+        if (['false', '0', 'no', 'off'].includes(s)) return false;
+        return v;
+      },
+    },
     'nonempty-string-list': {
       validate(v: unknown) {
-        if (!Array.isArray(v) || v.some((s) => typeof s !== 'string' || s.length === 0)) {
-          throw new Error('must be a list of non-empty strings');
+        if (!Array.isArray(v) || v.length === 0 || v.some((s) => typeof s !== 'string' || s.length === 0)) {
+          throw new Error('must be a list of at least one non-empty string');
         }
       },
       coerce: splitIfString,
@@ -104,6 +118,8 @@ export interface LoadedConfig {
   config: Config;
   /** The effective configuration as JSON with sensitive values replaced. */
   redacted: () => string;
+  /** Valid but probably not what the operator meant (default secrets, misspelt env vars). */
+  warnings: string[];
 }
 
 /**
@@ -112,7 +128,8 @@ export interface LoadedConfig {
  */
 export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   addFormats();
-  const conf = convict(convictSchema(schema) as convict.Schema<Config>, { env: opts.env ?? process.env, args: [] });
+  const env = opts.env ?? process.env;
+  const conf = convict(convictSchema(schema) as convict.Schema<Config>, { env, args: [] });
   if (opts.file) {
     const file = path.resolve(opts.file);
     if (!fs.existsSync(file)) throw new MailsyncError('MAILSYNC_ERR_CONFIG', `config file ${opts.file} does not exist`);
@@ -133,7 +150,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   try {
     conf.validate({ allowed: 'strict' });
   } catch (err) {
-    const lines = String((err as Error).message).split('\n').map((l) => l.trim()).filter(Boolean).map(explainConvictLine);
+    const lines = String((err as Error).message).split('\n').map((l) => l.trim()).filter(Boolean).map((l) => explainConvictLine(l, env));
     throw new MailsyncError('MAILSYNC_ERR_CONFIG', `invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   const config = deepFreeze(conf.getProperties() as unknown as Config);
@@ -143,14 +160,39 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   if (config.store.key && !/^[0-9a-f]{64}$/i.test(config.store.key)) {
     throw new MailsyncError('MAILSYNC_ERR_CONFIG', 'invalid configuration:\n  store.key: must be 64 hexadecimal characters (32 bytes)');
   }
-  return { config, redacted: () => conf.toString() };
+  return { config, redacted: () => conf.toString(), warnings: configWarnings(config, env) };
+}
+
+const OPTIONS = listOptions();
+
+/** Things that are valid but almost certainly a mistake in production. */
+function configWarnings(config: Config, env: NodeJS.ProcessEnv): string[] {
+  const out: string[] = [];
+  const known = new Set(OPTIONS.map((o) => envName(o.path)));
+  for (const name of Object.keys(env)) {
+    if (name.startsWith('MAILSYNC_') && !known.has(name)) out.push(`environment variable ${name} is not an option of mailsync and is ignored (misspelt? see config/example.yaml)`);
+  }
+  if (config.api.tokens.includes('change-me')) out.push('api.tokens still holds the default token "change-me": set your own before the API is reachable by anyone else');
+  if (config.smtp.submission.port !== 0 && config.smtp.submission.users.some((u) => u.pass === 'change-me')) {
+    out.push('smtp.submission.users still holds the default password "change-me": set your own, or set smtp.submission.port to 0');
+  }
+  if (config.ats.messageIdDomains.length === 0) out.push('ats.messageIdDomains is empty: only threads declared with POST /v1/outbound (or the relay) are tracked');
+  return out;
 }
 
 /** Convict says "configuration param 'x' not declared in the schema": say it in our words. */
-function explainConvictLine(line: string): string {
+function explainConvictLine(line: string, env: NodeJS.ProcessEnv): string {
   const undeclared = /^configuration param '([^']+)' not declared in the schema$/.exec(line);
   if (undeclared) return `${undeclared[1]}: unknown option (see config/example.yaml for the options that exist)`;
-  return line.replace(/: value was .*$/, (m) => (/\[Sensitive\]/.test(m) ? '' : m));
+  const text = line.replace(/: value was .*$/, (m) => (/\[Sensitive\]/.test(m) ? '' : m));
+  // a bad value that came from the environment: name the variable, and the value unless secret
+  const key = /^([A-Za-z0-9_.]+):/.exec(text)?.[1];
+  const option = key && OPTIONS.find((o) => o.path.join('.') === key);
+  if (option && env[envName(option.path)] !== undefined) {
+    const name = envName(option.path);
+    return `${text.replace(/: value was .*$/, '')} (from ${name}${option.spec.sensitive ? '' : `=${JSON.stringify(env[name])}`})`;
+  }
+  return text;
 }
 
 function deepFreeze<T>(o: T): T {

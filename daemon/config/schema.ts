@@ -32,7 +32,7 @@ export const schema = {
       format: String, default: './data/master.key',
     },
     key: { doc: 'The encryption key itself (64 hex characters), instead of keyFile; wins over keyFile when set. Meant for secret managers that inject env vars.', format: String, default: '', sensitive: true },
-    encryptContent: { doc: 'Encrypt stored message content (parsed text, html and original bytes) too, not only credentials.', format: Boolean, default: true },
+    encryptContent: { doc: 'Encrypt stored message content (parsed text, html and original bytes) too, not only credentials.', format: 'boolean', default: true },
     maxRawBytes: {
       doc: 'Largest original message (in bytes) kept for /raw and attachment downloads. Larger messages keep their text and attachment list; their bytes are not stored.',
       format: 'nat', default: 26_214_400,
@@ -60,7 +60,7 @@ export const schema = {
     initialWindowDays: { doc: 'How far back the first sync of a mailbox looks when the consent gives no syncSince.', format: 'nat', default: 90 },
     allowPlaintext: {
       doc: 'Allow IMAP without TLS when the server offers no STARTTLS. Only for a server on loopback or a trusted network; passwords travel in clear.',
-      format: Boolean, default: false,
+      format: 'boolean', default: false,
     },
     tlsCaFile: { doc: 'Extra CA certificate (PEM) trusted for IMAP TLS, for servers with a private CA. Empty: the system CAs.', format: String, default: '' },
     sentPollSeconds: { doc: 'How often the Sent folder is checked (STATUS) while INBOX is watched with IDLE.', format: 'nat', default: 60 },
@@ -94,7 +94,7 @@ export const schema = {
   },
   log: {
     level: { doc: 'Log level: fatal, error, warn, info, debug, trace or silent.', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
-    pretty: { doc: 'Human-readable logs instead of JSON lines.', format: Boolean, default: false },
+    pretty: { doc: 'Human-readable logs instead of JSON lines.', format: 'boolean', default: false },
   },
 } satisfies SchemaTree;
 

@@ -60,6 +60,22 @@ export function messageKey(normId: string | null, dateHeader: string | null, sub
   return `m_${crypto.createHash('sha256').update(basis).digest('base64url').slice(0, 26)}`;
 }
 
+/**
+ * Date order, and for messages with the same Date (headers have one-second resolution; a
+ * quick reply often shares its parent's second) the conversation's own order: a message
+ * before the ones that reference it, then the order mailsync stored them in.
+ */
+export function conversationOrder<T extends Pick<StoredMessage, 'date' | 'messageId' | 'inReplyTo' | 'references' | 'createdAt'>>(msgs: T[]): T[] {
+  const depth = (m: T) => new Set([...m.references, ...(m.inReplyTo ? [m.inReplyTo] : [])]).size;
+  const refersTo = (a: T, b: T) => !!b.messageId && (a.inReplyTo === b.messageId || a.references.includes(b.messageId));
+  return [...msgs].sort((a, b) => {
+    if (a.date !== b.date) return a.date < b.date ? -1 : 1;
+    if (refersTo(a, b)) return 1;
+    if (refersTo(b, a)) return -1;
+    return depth(a) - depth(b) || a.createdAt.localeCompare(b.createdAt);
+  });
+}
+
 export class Threads {
   readonly #store: Store;
   readonly #outbox: Outbox;
@@ -85,9 +101,11 @@ export class Threads {
     return this.#store.getBytes(K.raw(key));
   }
 
+  /** A thread's messages in date order; see `conversationOrder` for equal dates. */
   async threadMessages(threadId: string): Promise<StoredMessage[]> {
     const keys = (await this.#store.keys(K.threadMessagePrefix(threadId))).map(lastPart);
-    return (await this.#store.getMany<StoredMessage>(keys.map(K.message))).filter((m): m is StoredMessage => !!m);
+    const msgs = (await this.#store.getMany<StoredMessage>(keys.map(K.message))).filter((m): m is StoredMessage => !!m);
+    return conversationOrder(msgs);
   }
 
   /** Which of these match keys belong to tracked threads (one read for all). */

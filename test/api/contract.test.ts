@@ -1,3 +1,4 @@
+import http from 'node:http';
 import t, { type Test } from 'tap';
 import { startDaemon, TOKEN } from '../helpers/daemon.js';
 
@@ -31,6 +32,32 @@ t.test('API contract: authentication, acting user, validation', async (t) => {
     t.equal((await d.api('GET', '/v1/users/u1', { token: 'second-token-for-rotation' })).status, 200, 'every configured token works (rotation)');
     t.equal((await d.api('PUT', '/v1/users/u3', { token: null, body: { email: 'x@example.com' } })).status, 401, 'writes are refused too');
     t.equal((await d.api('GET', '/v1/users/u3')).status, 404, 'and nothing was written');
+  });
+
+  await t.test('401 for every spelling of a /v1 path (percent-encoding, case, doubled slashes)', async (t) => {
+    const { port } = new URL(d.daemon.apiUrl);
+    // node:http sends the path exactly as written, as curl --path-as-is does
+    const rawGet = (p: string, method = 'GET', body?: string) =>
+      new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port: Number(port), path: p, method, headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    for (const p of ['/%761/events', '/v%31/events', '/%76%31/users/u1', '//v1/events', '/V1/events', '/v1/events/', '/v1']) {
+      const res = await rawGet(p);
+      t.ok(res.status === 401 || res.status === 404, `${p}: refused (${res.status})`);
+      t.notMatch(res.text, /"events"|robin@example\.com/, `${p}: no data leaks`);
+    }
+    const write = await rawGet('/%761/users/evil', 'PUT', JSON.stringify({ email: 'evil@example.com' }));
+    t.equal(write.status, 401, 'a percent-encoded write is refused');
+    t.equal((await d.api('GET', '/v1/users/evil')).status, 404, 'and wrote nothing');
+    const badUrl = await rawGet('/v1/users/%ZZ');
+    t.ok(badUrl.status === 400 || badUrl.status === 401, `a malformed /v1 URL without a token is refused (${badUrl.status})`);
+    t.match(badUrl.text, /"error":\{"code":"(invalid_request|unauthorized)"/, 'in the contract\'s error shape');
   });
 
   await t.test('health and the API description need no token', async (t) => {
@@ -86,6 +113,13 @@ t.test('API contract: authentication, acting user, validation', async (t) => {
     assertError(t, await d.api('PUT', '/v1/candidates/c1', { body: { emails: ['pat@example.org', 'nope'] } }), 400, 'invalid_request', 'candidate with a malformed address');
     assertError(t, await d.api('GET', '/v1/candidates/c1/threads?limit=0'), 400, 'invalid_request', 'limit 0');
     assertError(t, await d.api('POST', '/v1/outbound', { body: { userId: 'u1', messageId: 'no-brackets', candidateIds: ['c1'] } }), 400, 'invalid_request', 'outbound Message-ID without angle brackets');
+    const typed = await d.api<ErrorBody>('PUT', '/v1/users/u4', { body: { email: 'a@example.com', name: true } });
+    assertError(t, typed, 400, 'invalid_request', 'a boolean where a name string belongs');
+    t.match(typed.body.error.message, /name/, 'the message names the field');
+    assertError(t, await d.api('PUT', '/v1/users/u2/mailbox', { actingUser: 'u2', body: { imap: { host: 'imap.example.com', port: 993, secure: true, auth: { user: 'sam', pass: 12345 } } } }), 400, 'invalid_request', 'a number as the password');
+    assertError(t, await d.api('GET', '/v1/users/%ZZ'), 400, 'invalid_request', 'bad percent-encoding in the path');
+    assertError(t, await d.api('GET', `/v1/threads/t_${'x'.repeat(600)}`), 400, 'invalid_request', 'a path segment of 600 characters');
+    t.equal((await d.api('GET', '/v1/candidates/c1/threads?limit=5')).status, 200, 'query strings are still read as numbers');
     t.equal((await d.api('GET', '/v1/users/u4')).status, 404, 'no invalid request wrote anything');
   });
 

@@ -130,3 +130,44 @@ t.test('serve with no file runs on the embedded defaults: store ./data, API on 1
   for (const line of out.split('\n').filter((l) => l.startsWith('{'))) JSON.parse(line);
   t.pass('every log line is JSON');
 });
+
+t.test('booleans from env or file: only true/false spellings, never "anything but false is true"', async (t) => {
+  for (const [value, expected] of [['0', false], ['no', false], ['off', false], ['false', false], ['1', true], ['yes', true], ['on', true], ['TRUE', true]] as const) {
+    t.equal(loadConfig({ env: { MAILSYNC_SYNC_ALLOWPLAINTEXT: value } }).config.sync.allowPlaintext, expected, `MAILSYNC_SYNC_ALLOWPLAINTEXT=${value} → ${expected}`);
+  }
+  t.equal(loadConfig({ env: { MAILSYNC_STORE_ENCRYPTCONTENT: 'no' } }).config.store.encryptContent, false, 'encryptContent can be switched off with "no"');
+  t.throws(() => loadConfig({ env: { MAILSYNC_SYNC_ALLOWPLAINTEXT: 'maybe' } }), /sync\.allowPlaintext: must be true or false \(from MAILSYNC_SYNC_ALLOWPLAINTEXT="maybe"\)/, 'an unknown spelling is an error naming the variable and value');
+  const file = write(t, 'bool.yaml', 'sync:\n  allowPlaintext: maybe\n');
+  const res = run(['config', 'check', '--config', file]);
+  t.equal(res.code, 1, '"maybe" in a file is invalid');
+  t.match(res.stderr, /sync\.allowPlaintext: must be true or false/);
+});
+
+t.test('bad values from the environment name the variable; secrets stay hidden', async (t) => {
+  const res = run(['config', 'check'], { MAILSYNC_API_PORT: 'abc' });
+  t.equal(res.code, 1);
+  t.match(res.stderr, /api\.port: .*\(from MAILSYNC_API_PORT="abc"\)/);
+  t.throws(() => loadConfig({ env: { MAILSYNC_API_TOKENS: '' } }), /api\.tokens: must be a list of at least one non-empty string/, 'no tokens at all is an error, not a daemon that refuses everything');
+  let message = '';
+  try {
+    loadConfig({ env: { MAILSYNC_STORE_KEY: 'short-secret-key' } });
+  } catch (err) {
+    message = (err as Error).message;
+  }
+  t.match(message, /store\.key: must be 64 hexadecimal characters/, 'a bad key is refused');
+  t.notOk(message.includes('short-secret-key'), 'and the secret is not echoed');
+});
+
+t.test('warnings for valid but risky settings: default secrets, misspelt variables', async (t) => {
+  const { warnings } = loadConfig({ env: { MAILSYNC_API_PROT: '9000' } });
+  t.ok(warnings.some((w) => /MAILSYNC_API_PROT is not an option/.test(w)), 'a misspelt variable is reported');
+  t.ok(warnings.some((w) => /api\.tokens still holds the default token/.test(w)), 'the default API token is reported');
+  const quiet = loadConfig({ env: {}, overrides: { api: { tokens: ['a-real-token'] }, smtp: { submission: { port: 0 } } } });
+  t.same(quiet.warnings, [], 'a configured daemon has no warnings');
+  const res = run(['config', 'check'], { MAILSYNC_API_PROT: '9000' });
+  t.equal(res.code, 0, 'warnings do not make the config invalid');
+  t.match(res.stderr, /warning: environment variable MAILSYNC_API_PROT/);
+  const bare = run(['config']);
+  t.equal(bare.code, 2);
+  t.match(bare.stderr, /needs a subcommand: mailsync config check/);
+});
