@@ -85,7 +85,6 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: ctx.log.child({ component: 'api' }) as FastifyBaseLogger,
     bodyLimit: ctx.config.api.bodyLimitBytes,
-    disableRequestLogging: false,
     // ids are up to 128 characters and message keys longer; over-long ones must reach the
     // schema (400 naming the problem) instead of fastify's default 100-character 404
     routerOptions: { maxParamLength: 512 },

@@ -73,7 +73,15 @@ export class Store {
 
   static async open(opts: StoreOptions): Promise<Store> {
     const store = new Store(opts);
-    await store.db.open();
+    try {
+      await store.db.open();
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause;
+      if (cause?.code === 'LEVEL_LOCKED') {
+        throw new Error(`the store at ${opts.path} is in use by another mailsync process (LevelDB allows one); stop it first or give this one its own store.path`, { cause: err });
+      }
+      throw new Error(`the store at ${opts.path} cannot be opened: ${cause && 'message' in cause ? String(cause.message) : (err as Error).message}`, { cause: err });
+    }
     const version = await store.get<number>(K.version());
     if (version === undefined) await store.db.put(K.version(), store.encode(K.version(), LAYOUT_VERSION));
     else if (version > LAYOUT_VERSION) {

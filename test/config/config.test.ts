@@ -125,6 +125,10 @@ t.test('serve with no file runs on the embedded defaults: store ./data, API on 1
   }, `the daemon to answer on 127.0.0.1:8025 (output: ${out.slice(0, 500)})`);
   t.equal(health.status, 200, 'answers on 127.0.0.1:8025');
   t.ok(fs.existsSync(path.join(cwd, 'data')), 'created ./data');
+  // a second daemon on the same store says why it cannot start
+  const second = spawnSync(process.execPath, [cli, 'serve'], { cwd, env: { PATH: process.env.PATH ?? '', MAILSYNC_API_PORT: '0' }, encoding: 'utf8', timeout: 20_000 });
+  t.equal(second.status, 1, 'a second serve on the same store exits 1');
+  t.match(second.stdout + second.stderr, /in use by another mailsync process/, 'and says the store is in use');
   child.kill('SIGTERM');
   t.equal(await exited, 0, 'SIGTERM stops it cleanly with exit 0');
   for (const line of out.split('\n').filter((l) => l.startsWith('{'))) JSON.parse(line);
