@@ -14,6 +14,8 @@ import { SyncSupervisor } from './sync/supervisor.js';
 import { WebhookDispatcher } from './events/dispatcher.js';
 import { buildApi } from './api/server.js';
 import { Metrics } from './ops/metrics.js';
+import { MessageIdStamper } from './mail/message-stamp.js';
+import { Relay } from './mail/relay.js';
 
 /**
  * The one wiring place: builds the subsystems in order and stops them in reverse. Nothing
@@ -36,9 +38,19 @@ export interface DaemonParts {
   dispatcher: WebhookDispatcher | null;
   api: FastifyInstance;
   metrics: Metrics;
+  relay: Relay;
 }
 
-export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metrics } = {}): Daemon {
+export interface DaemonOptions {
+  metrics?: Metrics;
+  /**
+   * SMTP listener ports instead of the configured ones, 0 for any free port (embedding, tests).
+   * In config a port of 0 disables a listener, as API.md says.
+   */
+  smtpPorts?: { submission?: number; intake?: number };
+}
+
+export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = {}): Daemon {
   let parts: DaemonParts | null = null;
   let apiUrl = '';
   let ready = false;
@@ -53,7 +65,10 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
     const normalise = (a: string) => normaliseAddress(a);
     const accounts = new Accounts(store, outbox, normalise);
     const domains = config.ats.messageIdDomains;
-    const threads = new Threads(store, outbox, accounts, { isAtsKey: (k) => isAtsDomainId(k, domains), normalise, maxRawBytes: config.store.maxRawBytes });
+    // ids the relay stamped stay tracked even if the ATS domains change later
+    const stamper = new MessageIdStamper(masterKey);
+    const isAtsKey = (k: string) => isAtsDomainId(k, domains) || stamper.verify(k);
+    const threads = new Threads(store, outbox, accounts, { isAtsKey, normalise, maxRawBytes: config.store.maxRawBytes });
     let supervisor: SyncSupervisor | null = null;
     const ingestor = new Ingestor(threads, log.child({ component: 'ingest' }), { parseTimeoutMs: config.sync.parseTimeoutMs, onStored: (keys) => supervisor?.onStored(keys) });
     const s = config.sync;
@@ -85,15 +100,21 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
         metrics.webhookLatency.observe(seconds);
       })
       : null;
+    const port = (configured: number, override: number | undefined) => (override !== undefined ? override : configured === 0 ? null : configured);
+    const relay = new Relay({
+      config, store, outbox, accounts, threads, ingestor, stamper, isAtsKey, normalise, metrics, log,
+      listen: { submission: port(config.smtp.submission.port, opts.smtpPorts?.submission), intake: port(config.smtp.intake.port, opts.smtpPorts?.intake) },
+    });
     const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log });
-    parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics };
+    parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, relay };
     await dispatcher?.start();
+    await relay.start();
     await api.listen({ host: config.api.host, port: config.api.port });
     const addr = api.server.address();
     apiUrl = typeof addr === 'object' && addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : '';
     await supervisor.start();
     ready = true;
-    log.info({ api: apiUrl, store: config.store.path, webhooks: w.url ? 'push' : 'feed only', mailboxes: supervisor.size }, 'mailsync started');
+    log.info({ api: apiUrl, store: config.store.path, webhooks: w.url ? 'push' : 'feed only', mailboxes: supervisor.size, smtp: relay.ports, relayQueued: relay.queue.depth }, 'mailsync started');
   }
 
   /** Stops in reverse order; each step on its own so one failure does not skip the rest. */
@@ -103,6 +124,7 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
       if (!parts) return;
       const steps: Array<[string, () => Promise<unknown>]> = [
         ['api', () => parts!.api.close()],
+        ['relay', () => parts!.relay.stop()],
         ['sync', () => parts!.supervisor.stop()],
         ['webhooks', async () => parts!.dispatcher?.stop()],
         ['store', () => parts!.store.close()],

@@ -28,6 +28,8 @@
  * |                                             | an id, kept a few days for late parents      |
  * | evt!{seq}                                   | EventRecord: the outbox and the change feed  |
  * | evq!{seq}                                   | '' — events still to deliver                 |
+ * | rly!{queueId}                               | RelayEntry: a message the relay still sends  |
+ * | rlyraw!{queueId}                            | its bytes as they will be sent               |
  */
 
 export const SEP = '!';
@@ -90,10 +92,13 @@ export const K = {
   eventPrefix: () => 'evt!',
   eventQueue: (seq: number) => `evq!${pad(seq)}`,
   eventQueuePrefix: () => 'evq!',
+  relay: (queueId: string) => `rly!${queueId}`,
+  relayPrefix: () => 'rly!',
+  relayRaw: (queueId: string) => `rlyraw!${queueId}`,
 };
 
 /** Key prefixes whose values hold mail content: sealed when `store.encryptContent` is on. */
-export const CONTENT_PREFIXES = ['msg!', 'raw!', 'thr!', 'evt!'];
+export const CONTENT_PREFIXES = ['msg!', 'raw!', 'thr!', 'evt!', 'rly!', 'rlyraw!'];
 
 /** The last `!`-separated part of a key. */
 export function lastPart(key: string): string {

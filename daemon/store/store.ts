@@ -24,6 +24,8 @@ export class WriteBatch {
   readonly #store: Store;
   /** Callbacks run after the batch is written (e.g. waking the webhook dispatcher). */
   readonly afterWrite: Array<() => void> = [];
+  /** Flush to disk before `write` resolves (a message acknowledged to an SMTP client). */
+  durable = false;
 
   constructor(store: Store) {
     this.#store = store;
@@ -49,7 +51,7 @@ export class WriteBatch {
   }
 
   async write(): Promise<void> {
-    if (this.ops.length) await this.#store.db.batch(this.ops);
+    if (this.ops.length) await this.#store.db.batch(this.ops, this.durable ? { sync: true } : {});
     for (const fn of this.afterWrite.splice(0)) fn();
   }
 }

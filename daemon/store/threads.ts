@@ -304,7 +304,11 @@ export class Threads {
    * A thread declared by the ATS before any mail exists (POST /v1/outbound, the relay):
    * replies to these ids are tracked even outside the ATS domains.
    */
-  declareOutbound(input: { userId: string; matchKeys: string[]; candidateIds: string[]; subject?: string }): Promise<ThreadRecord> {
+  declareOutbound(
+    input: { userId: string; matchKeys: string[]; candidateIds: string[]; subject?: string },
+    /** More records written in the same batch (the relay's queue entry), so both exist or neither. */
+    alsoWrite?: (batch: WriteBatch, thread: ThreadRecord) => void,
+  ): Promise<ThreadRecord> {
     return this.#store.exclusive(async () => {
       const known = await this.lookup(input.matchKeys);
       const batch = this.#store.batch();
@@ -325,6 +329,7 @@ export class Threads {
       await this.#moveActivity(batch, thread);
       batch.put(K.thread(thread.id), thread);
       for (const cid of linked) this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin }, thread.id);
+      alsoWrite?.(batch, thread);
       await batch.write();
       return thread;
     });
