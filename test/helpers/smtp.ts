@@ -30,6 +30,8 @@ export interface SinkOptions {
   onRcpt?: (address: string) => [number, string] | null;
   /** Reply to a finished DATA: an [code, text] refusal, or null to accept (and count). */
   onData?: (msg: SinkMessage) => [number, string] | null;
+  /** While true, a finished DATA gets no answer at all (a provider that stalls); nothing is counted. */
+  stall?: () => boolean;
   port?: number;
 }
 
@@ -41,12 +43,15 @@ export interface Sink {
   listen: () => Promise<void>;
   /** Message-IDs of the messages accepted, as written. */
   messageIds: () => string[];
+  /** Messages that reached the end of DATA while `stall` held them (never answered). */
+  readonly stalled: number;
 }
 
 const errorWith = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
 
 export async function startSink(t: Test, opts: SinkOptions = {}): Promise<Sink> {
   const messages: SinkMessage[] = [];
+  let stalled = 0;
   const make = () =>
     new SMTPServer({
       logger: false,
@@ -75,6 +80,10 @@ export async function startSink(t: Test, opts: SinkOptions = {}): Promise<Sink> 
             authUser: typeof session.user === 'string' ? session.user : null,
             secure: session.secure,
           };
+          if (opts.stall?.()) {
+            stalled++;
+            return; // never answered: the client's connection dies with it
+          }
           const refusal = opts.onData?.(msg);
           if (refusal) return cb(errorWith(refusal[0], refusal[1]));
           messages.push(msg);
@@ -104,6 +113,9 @@ export async function startSink(t: Test, opts: SinkOptions = {}): Promise<Sink> 
     messages,
     close,
     listen,
+    get stalled() {
+      return stalled;
+    },
     messageIds: () => messages.map((m) => /^message-id:\s*(.+)$/im.exec(m.raw.toString('latin1'))?.[1]?.trim() ?? ''),
   };
 }
@@ -129,4 +141,47 @@ export function rawHeader(raw: Buffer, name: string): string | null {
   const head = raw.toString('latin1').split(/\r?\n\r?\n/)[0]!.replace(/\r?\n[ \t]/g, ' ');
   const m = new RegExp(`^${name}:[ \\t]*(.*)$`, 'im').exec(head);
   return m ? m[1]!.trim() : null;
+}
+
+/**
+ * A plain SMTP dialogue, one command at a time, for what a well-behaved client library would
+ * not do on its own (going on after a refused RCPT, DATA without SIZE). Returns each reply
+ * (multi-line replies joined with \n), the greeting first.
+ */
+export async function smtpDialogue(port: number, commands: string[]): Promise<string[]> {
+  const net = await import('node:net');
+  const socket = net.connect(port, '127.0.0.1');
+  socket.setEncoding('latin1');
+  let buffer = '';
+  const waiters: Array<() => void> = [];
+  socket.on('data', (d: string) => {
+    buffer += d;
+    for (const w of waiters.splice(0)) w();
+  });
+  const closed = new Promise<void>((r) => socket.on('close', () => r()));
+  socket.on('error', () => {});
+  const readReply = async (): Promise<string> => {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const m = /^((?:\d{3}-[^\r\n]*\r\n)*\d{3} [^\r\n]*)\r\n/.exec(buffer);
+      if (m) {
+        buffer = buffer.slice(m[0].length);
+        return m[1]!.replace(/\r\n/g, '\n');
+      }
+      if (Date.now() > deadline || socket.destroyed) return `(no reply) ${buffer}`;
+      await Promise.race([new Promise<void>((r) => waiters.push(r)), closed, new Promise((r) => setTimeout(r, 200))]);
+    }
+  };
+  const replies = [await readReply()];
+  for (const c of commands) {
+    socket.write(`${c}\r\n`);
+    replies.push(await readReply());
+  }
+  socket.end();
+  return replies;
+}
+
+/** `AUTH PLAIN` argument for a login. */
+export function authPlain(user: string, pass: string): string {
+  return `AUTH PLAIN ${Buffer.from(`\0${user}\0${pass}`, 'utf8').toString('base64')}`;
 }
