@@ -83,7 +83,13 @@ export class SmtpListener {
 
   async start(host: string, port: number): Promise<number> {
     await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error) => reject(new MailsyncError('MAILSYNC_ERR_CONFIG', `the ${this.#name} listener cannot listen on ${host}:${port} (${(err as NodeJS.ErrnoException).code ?? err.message})`));
+      const onError = (err: Error) => {
+        const code = (err as NodeJS.ErrnoException).code;
+        const option = `smtp.${this.#name}.port`;
+        reject(new MailsyncError('MAILSYNC_ERR_CONFIG', code === 'EADDRINUSE'
+          ? `${option}: ${host}:${port} is already in use by another program; set ${option} to a free port, or 0 to turn the ${this.#name} listener off`
+          : `${option}: the ${this.#name} listener cannot listen on ${host}:${port} (${code ?? err.message})`, { cause: err }));
+      };
       this.#server.server.once('error', onError);
       this.#server.listen(port, host, () => {
         this.#server.server.off('error', onError);
