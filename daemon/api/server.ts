@@ -60,7 +60,7 @@ export function tokenMatches(given: string, tokens: readonly string[]): boolean 
   return ok;
 }
 
-function bearer(req: FastifyRequest): string | null {
+export function bearer(req: FastifyRequest): string | null {
   const h = req.headers.authorization;
   if (typeof h !== 'string') return null;
   const m = /^Bearer\s+(\S+)\s*$/i.exec(h);

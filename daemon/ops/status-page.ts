@@ -72,12 +72,13 @@ ${refreshSeconds ? `<meta http-equiv="refresh" content="${refreshSeconds}">` : '
 `;
 }
 
-export function renderLogin(error?: string): string {
+export function renderLogin(error?: string, refreshSeconds?: number): string {
   return page('mailsync status: sign in', `<h1>mailsync status</h1>
 <p class="meta">Sign in with one of the API tokens (api.tokens in the configuration).</p>
 ${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}
 <form method="post" action="/status/login">
 <label>API token <input type="password" name="token" autocomplete="current-password" required autofocus></label>
+${refreshSeconds ? `<input type="hidden" name="refresh" value="${refreshSeconds}">` : ''}
 <button type="submit">Sign in</button>
 </form>`);
 }

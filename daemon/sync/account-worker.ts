@@ -255,6 +255,7 @@ export class AccountWorker {
     }
     const records = await fetchHeaderRecords(client, `${st.uidNext}:*`, st.uidNext, this.#deps.ingestor, (uid) => this.#locKey(folder.path, st.uidValidity, uid));
     if (records.length) {
+      this.#deps.observe?.fetched?.(records.length);
       const tracked = await this.#deps.ingestor.decide(records);
       await this.#process(client, folder, st, records, tracked, 'live', null);
     }
