@@ -16,6 +16,7 @@ import { buildApi } from './api/server.js';
 import { Metrics } from './ops/metrics.js';
 import { MessageIdStamper } from './mail/message-stamp.js';
 import { Relay } from './mail/relay.js';
+import { mailboxStateCounts } from './ops/status.js';
 import { MailsyncError } from './errors.js';
 
 /**
@@ -92,6 +93,7 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
         fetched: (n) => metrics.messagesFetched.inc(n),
         stored: (n) => metrics.messagesStored.inc(n),
         connected: (up) => (up ? metrics.connections.inc() : metrics.connections.dec()),
+        lag: (seconds) => metrics.syncLag.observe(seconds),
       },
     }, log);
     const w = config.webhooks;
@@ -106,8 +108,18 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
       config, store, outbox, accounts, threads, ingestor, stamper, isAtsKey, normalise, metrics, log,
       listen: { submission: port(config.smtp.submission.port, opts.smtpPorts?.submission), intake: port(config.smtp.intake.port, opts.smtpPorts?.intake) },
     });
-    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log });
+    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, relayQueueDepth: () => relay.queue.depth });
     parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, relay };
+    const sup = supervisor;
+    metrics.readFrom({
+      mailboxStates: () => mailboxStateCounts(accounts),
+      outboxDepth: async () => (await outbox.queued(1_000_000)).length,
+      relayQueueDepth: () => relay.queue.depth,
+      oldestFolderCheckSeconds: () => {
+        const oldest = sup.oldestFolderCheck();
+        return oldest === null ? null : Math.max(0, (Date.now() - oldest) / 1000);
+      },
+    });
     await dispatcher?.start();
     await relay.start();
     try {

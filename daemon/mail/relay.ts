@@ -70,10 +70,7 @@ export class Relay {
         await deps.ingestor.ingest(rec, raw, true, { userId: entry.userId, folder: 'relay', location: null, origin: 'ats' });
         if (copier) await copier.copy(entry.userId, raw);
       },
-      observe: {
-        depth: (n) => metrics.relayQueueDepth.set(n),
-        outcome: (o) => metrics.relayMessages.inc({ outcome: o }),
-      },
+      observe: { outcome: (o) => metrics.relayMessages.inc({ outcome: o }) },
     });
     this.#submission = deps.listen.submission === null ? null : new SubmissionServer({
       users: smtp.submission.users,
