@@ -141,7 +141,7 @@ export class MailboxLogins {
     if (endpoint.clientSecret) body.set('client_secret', endpoint.clientSecret);
     if (endpoint.scope) body.set('scope', endpoint.scope);
     let res: Response;
-    let json: TokenResponse = {};
+    let json: TokenResponse;
     try {
       res = await this.#fetch(endpoint.tokenUrl, {
         method: 'POST',

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import pino from 'pino';
 import { openStack } from '../helpers/stack.js';
 import { FakeOAuth2Provider } from '../fakes/oauth2-provider.js';
@@ -11,7 +11,7 @@ import type { MailAuth } from '../../daemon/store/records.js';
  * loopback): what each answer of the provider turns into, as the mailbox state a person sees.
  */
 
-async function setup(t: Parameters<Parameters<typeof t.test>[1]>[0], imap: MailAuth, settings: Partial<OAuth2Settings> = {}) {
+async function setup(t: Test, imap: MailAuth, settings: Partial<OAuth2Settings> = {}) {
   const provider = await new FakeOAuth2Provider({ expiresIn: 3600 }).start(t);
   const stack = await openStack(t);
   await stack.accounts.putUser('u1', { email: 'r@example.com', aliases: [], name: null });
