@@ -159,7 +159,7 @@ export class AccountWorker {
 
   #newClient(mbx: MailboxRecord, auth: LoginAuth): ImapFlow {
     const s = this.#deps.settings;
-    const imapLog = imapLogger(this.#log.child({ component: 'imap' }, { level: this.#log.isLevelEnabled('debug') ? 'debug' : 'warn' }));
+    const imapLog = imapLogger(this.#log.child({ lib: 'imapflow' }, { level: this.#log.isLevelEnabled('debug') ? 'debug' : 'fatal' }));
     const client = new ImapFlow({
       host: mbx.imap.host,
       port: mbx.imap.port,
@@ -167,6 +167,8 @@ export class AccountWorker {
       // without implicit TLS: STARTTLS when offered; required unless plaintext is allowed
       doSTARTTLS: mbx.imap.secure ? undefined : s.allowPlaintext ? undefined : true,
       auth,
+      // imapflow logs every failed connection at error level with a stack; the worker already
+      // logs each failure once, classified, so imapflow's own lines show only when debugging
       logger: imapLog.logger as never,
       disableAutoIdle: true,
       clientInfo: { name: 'mailsync' },
