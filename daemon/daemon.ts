@@ -16,6 +16,7 @@ import { ConnectionGate } from './sync/imap-connect.js';
 import { WebhookDispatcher } from './events/dispatcher.js';
 import { buildApi } from './api/server.js';
 import { Metrics } from './ops/metrics.js';
+import { mailboxStateCounts } from './ops/status.js';
 import { MailsyncError } from './errors.js';
 
 /**
@@ -87,6 +88,7 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
         fetched: (n) => metrics.messagesFetched.inc(n),
         stored: (n) => metrics.messagesStored.inc(n),
         connected: (up) => (up ? metrics.connections.inc() : metrics.connections.dec()),
+        lag: (seconds) => metrics.syncLag.observe(seconds),
       },
     }, log);
     const w = config.webhooks;
@@ -98,6 +100,15 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
       : null;
     const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log });
     parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, logins };
+    const sup = supervisor;
+    metrics.readFrom({
+      mailboxStates: () => mailboxStateCounts(accounts),
+      outboxDepth: async () => (await outbox.queued(1_000_000)).length,
+      oldestFolderCheckSeconds: () => {
+        const oldest = sup.oldestFolderCheck();
+        return oldest === null ? null : Math.max(0, (Date.now() - oldest) / 1000);
+      },
+    });
     await dispatcher?.start();
     try {
       await api.listen({ host: config.api.host, port: config.api.port });

@@ -47,7 +47,13 @@ export interface WorkerDeps {
   gate: ConnectionGate;
   /** Untracked mail that may now belong to a thread, possibly in another user's mailbox. */
   routePending: (locations: Location[]) => void;
-  observe?: { fetched?: (n: number) => void; stored?: (n: number) => void; connected?: (up: boolean) => void };
+  observe?: {
+    fetched?: (n: number) => void;
+    stored?: (n: number) => void;
+    connected?: (up: boolean) => void;
+    /** Seconds from a message's arrival in the mailbox (INTERNALDATE) to it being handled live. */
+    lag?: (seconds: number) => void;
+  };
 }
 
 type Mode = 'initial' | 'live' | 'reconsider';
@@ -77,6 +83,8 @@ export class AccountWorker {
   #dirty = false;
   #reconsider: Location[] = [];
   #lastStateWrite = 0;
+  /** When each folder was last confirmed up to date with the server (epoch ms), for the status page. */
+  readonly checkedAt = new Map<string, number>();
 
   constructor(userId: string, generation: number, deps: WorkerDeps) {
     this.userId = userId;
@@ -204,6 +212,7 @@ export class AccountWorker {
       await this.#catchUp(client, inbox, mbx);
       if (sent && Date.now() - lastSentPoll >= this.#deps.settings.sentPollMs) {
         lastSentPoll = Date.now();
+        const checked = Date.now();
         const st = await this.#deps.accounts.getFolder(this.userId, sent.path);
         const status = await client.status(sent.path, { uidNext: true, uidValidity: true });
         if (!st || !status || String(status.uidValidity) !== st.uidValidity || (status.uidNext ?? 0) > st.uidNext) {
@@ -211,6 +220,7 @@ export class AccountWorker {
           await client.mailboxOpen(inbox.path, { readOnly: true });
           await this.#catchUp(client, inbox, mbx);
         }
+        this.checkedAt.set(sent.path, checked);
       }
       if (Date.now() - this.#lastStateWrite > 60_000) await this.#setState('live', null, new Date().toISOString());
       const untilSentPoll = sent ? Math.max(0, this.#deps.settings.sentPollMs - (Date.now() - lastSentPoll)) : Infinity;
@@ -243,6 +253,7 @@ export class AccountWorker {
 
   /** New mail in the open INBOX since the stored watermark. */
   async #catchUp(client: ImapFlow, folder: WatchedFolder, mbx: MailboxRecord): Promise<void> {
+    const checked = Date.now();
     const st = await this.#deps.accounts.getFolder(this.userId, folder.path);
     const open = client.mailbox;
     if (!st || !open || String(open.uidValidity) !== st.uidValidity) {
@@ -251,9 +262,12 @@ export class AccountWorker {
       return;
     }
     const records = await fetchHeaderRecords(client, `${st.uidNext}:*`, st.uidNext, this.#deps.ingestor, (uid) => this.#locKey(folder.path, st.uidValidity, uid));
-    if (records.length === 0) return;
-    const tracked = await this.#deps.ingestor.decide(records);
-    await this.#process(client, folder, st, records, tracked, 'live', null);
+    if (records.length) {
+      this.#deps.observe?.fetched?.(records.length);
+      const tracked = await this.#deps.ingestor.decide(records);
+      await this.#process(client, folder, st, records, tracked, 'live', null);
+    }
+    this.checkedAt.set(folder.path, checked);
   }
 
   /**
@@ -262,6 +276,7 @@ export class AccountWorker {
    */
   async #syncFolders(client: ImapFlow, folders: WatchedFolder[], mbx: MailboxRecord, mode: Mode): Promise<void> {
     const plans: Array<{ folder: WatchedFolder; st: FolderState; records: HeaderRecord[]; uidNext: number }> = [];
+    const checked = Date.now();
     for (const folder of folders) {
       const opened = await client.mailboxOpen(folder.path, { readOnly: true });
       const uidValidity = String(opened.uidValidity);
@@ -302,6 +317,7 @@ export class AccountWorker {
       offset += plan.records.length;
       if (tracked.size) await client.mailboxOpen(plan.folder.path, { readOnly: true });
       await this.#process(client, plan.folder, plan.st, plan.records, tracked, mode, plan.uidNext);
+      this.checkedAt.set(plan.folder.path, checked);
     }
   }
 
@@ -341,6 +357,13 @@ export class AccountWorker {
     st.syncedAt = new Date().toISOString();
     if (mode !== 'reconsider') await accounts.putFolder(this.userId, this.generation, st);
     if (stored) this.#deps.observe?.stored?.(stored);
+    if (mode === 'live' && this.#deps.observe?.lag) {
+      // INTERNALDATE has whole seconds: the figure is good to about a second
+      for (const i of tracked) {
+        const at = records[i]?.internalDate?.getTime();
+        if (at) this.#deps.observe.lag(Math.max(0, (Date.now() - at) / 1000));
+      }
+    }
     if (records.length) this.#log.debug({ folder: folder.path, seen: records.length, tracked: tracked.size, stored, uidNext: st.uidNext }, 'folder synced');
   }
 
