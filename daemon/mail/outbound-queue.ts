@@ -171,7 +171,7 @@ export class OutboundQueue {
       return;
     }
     const resolved = await this.#targets.resolve(entry.userId);
-    if (!resolved.ok) {
+    if (!resolved.ok && !resolved.retry) {
       entry.rejected.push(...entry.to.map((recipient) => ({ recipient, error: resolved.reason })));
       entry.to = [];
       await this.#finish(entry, raw, resolved.reason, log);
@@ -180,21 +180,9 @@ export class OutboundQueue {
     entry.sendingSince = new Date().toISOString();
     entry.attempts += 1;
     await this.#records.update(entry);
-    let failure: SendError | null = null;
-    let accepted: string[] = [];
-    let refused: Array<{ recipient: string; error: SendError }> = [];
-    try {
-      const info = await this.#transport(resolved.target).sendMail({ envelope: { from: entry.from, to: entry.to }, raw });
-      accepted = info.accepted.map(String);
-      refused = (info.rejectedErrors ?? []).map((e) => ({ recipient: String((e as SendError & { recipient?: string }).recipient ?? ''), error: e as SendError }));
-    } catch (err) {
-      failure = err as SendError;
-      // every recipient refused: nodemailer reports each one in rejectedErrors
-      if (failure.code === 'EENVELOPE' && failure.rejectedErrors?.length) {
-        refused = failure.rejectedErrors.map((e) => ({ recipient: String(e.recipient ?? ''), error: e }));
-        failure = null;
-      }
-    }
+    const { accepted, refused, failure } = resolved.ok
+      ? await this.#attempt(entry, raw, resolved.target, log)
+      : { accepted: [], refused: [], failure: Object.assign(new Error(resolved.reason), { code: 'EOAUTH2' }) as SendError };
     if (this.#stopped && (failure || refused.length)) return; // shutting down: stays queued, sent again on the next start
 
     const acceptedSet = new Set(accepted.map((a) => a.toLowerCase()));
@@ -238,6 +226,35 @@ export class OutboundQueue {
     this.#hooks.observe?.outcome?.('deferred');
     log.info({ attempts: entry.attempts, nextAttemptAt: entry.nextAttemptAt, reason: lastError, pending: remaining.length }, 'relay deferred; will retry');
     if (!this.#stopped) this.#add(entry);
+  }
+
+  /**
+   * One hand-over to the mail server. An OAuth2 token the server refuses is refreshed and the
+   * send tried once more at once: a token revoked or expired early is routine, not a failure.
+   */
+  async #attempt(entry: RelayEntry, raw: Buffer, target: RelayTarget, log: Logger): Promise<{ accepted: string[]; refused: Array<{ recipient: string; error: SendError }>; failure: SendError | null }> {
+    for (let round = 0; ; round++) {
+      try {
+        const info = await this.#transport(target).sendMail({ envelope: { from: entry.from, to: entry.to }, raw });
+        const refused = (info.rejectedErrors ?? []).map((e) => ({ recipient: String((e as SendError & { recipient?: string }).recipient ?? ''), error: e as SendError }));
+        return { accepted: info.accepted.map(String), refused, failure: null };
+      } catch (err) {
+        const failure = err as SendError;
+        // every recipient refused: nodemailer reports each one in rejectedErrors
+        if (failure.code === 'EENVELOPE' && failure.rejectedErrors?.length) {
+          return { accepted: [], refused: failure.rejectedErrors.map((e) => ({ recipient: String(e.recipient ?? ''), error: e })), failure: null };
+        }
+        if (round === 0 && failure.code === 'EAUTH' && target.auth && 'accessToken' in target.auth) {
+          log.info('the mail server refused the access token; refreshing it and sending again');
+          const again = await this.#targets.resolve(entry.userId, { rejected: target.auth.accessToken });
+          if (again.ok) {
+            target = again.target;
+            continue;
+          }
+        }
+        return { accepted: [], refused: [], failure };
+      }
+    }
   }
 
   /** Removes the entry with its outcome event; a message that reached anyone is then stored. */

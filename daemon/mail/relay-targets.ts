@@ -1,12 +1,12 @@
+import crypto from 'node:crypto';
 import type { Accounts } from '../store/accounts.js';
-import type { Store } from '../store/store.js';
-import type { MailAuth, MailboxCredentials } from '../store/records.js';
-import type { RelayAuth, RelayTarget } from './smtp-transport.js';
+import { OAuth2Error, type MailboxLogins } from '../sync/oauth2-tokens.js';
+import type { RelayTarget } from './smtp-transport.js';
 
 /**
  * Who may send through the relay, and through which server: a user's own `smtp` settings from
- * their consent, or else the configured smarthost. Anyone else is refused — the relay is never
- * open.
+ * their consent (password, or an OAuth2 token kept fresh by MailboxLogins), or else the
+ * configured smarthost. Anyone else is refused — the relay is never open.
  */
 
 export interface SmarthostSettings {
@@ -17,38 +17,53 @@ export interface SmarthostSettings {
   pass: string;
 }
 
-export type Resolution = { ok: true; target: RelayTarget } | { ok: false; reason: string };
+/** `retry`: the failure may pass (the token endpoint was unreachable), so the message waits. */
+export type Resolution = { ok: true; target: RelayTarget } | { ok: false; reason: string; retry: boolean };
+
+const fingerprint = (s: string) => crypto.createHash('sha256').update(s).digest('hex').slice(0, 16);
 
 export class RelayTargets {
   readonly #accounts: Accounts;
-  readonly #store: Store;
+  readonly #logins: MailboxLogins;
   readonly #smarthost: SmarthostSettings;
   readonly #normalise: (a: string) => string;
 
-  constructor(accounts: Accounts, store: Store, smarthost: SmarthostSettings, normalise: (a: string) => string) {
+  constructor(accounts: Accounts, logins: MailboxLogins, smarthost: SmarthostSettings, normalise: (a: string) => string) {
     this.#accounts = accounts;
-    this.#store = store;
+    this.#logins = logins;
     this.#smarthost = smarthost;
     this.#normalise = normalise;
   }
 
-  /** Where this user's mail goes out, or why it cannot. */
-  async resolve(userId: string): Promise<Resolution> {
-    const user = await this.#accounts.getUser(userId);
-    if (!user) return { ok: false, reason: `no user ${userId} is registered` };
+  /** Why this user cannot send through the relay, or null when they can. Reads no secret. */
+  async refusal(userId: string): Promise<string | null> {
+    if (!(await this.#accounts.getUser(userId))) return `no user ${userId} is registered`;
+    if ((await this.#accounts.getMailbox(userId))?.smtp || this.#smarthost.host) return null;
+    return `user ${userId} has given no smtp settings with their mailbox consent and no smarthost is configured`;
+  }
+
+  /**
+   * Where this user's mail goes out and the login to use, or why it cannot. `rejected` names an
+   * access token the server just refused, so a fresh one is fetched.
+   */
+  async resolve(userId: string, opts: { rejected?: string } = {}): Promise<Resolution> {
+    const why = await this.refusal(userId);
+    if (why) return { ok: false, reason: why, retry: false };
     const mbx = await this.#accounts.getMailbox(userId);
     if (mbx?.smtp) {
-      const creds = this.#store.openSecret<MailboxCredentials>(mbx.sealedCredentials);
-      const auth = relayAuth(creds.smtp);
-      if (!auth.ok) return { ok: false, reason: `user ${userId}: ${auth.reason}` };
-      const s = mbx.smtp;
-      return { ok: true, target: { key: `user:${userId}:${mbx.generation}`, host: s.host, port: s.port, secure: s.secure, auth: auth.auth } };
+      try {
+        const { auth } = await this.#logins.login(userId, 'smtp', opts);
+        const s = mbx.smtp;
+        // a refreshed token is a new key: the next send opens a pool with it
+        const key = `user:${userId}:${mbx.generation}:${'accessToken' in auth ? fingerprint(auth.accessToken) : 'password'}`;
+        return { ok: true, target: { key, host: s.host, port: s.port, secure: s.secure, auth } };
+      } catch (err) {
+        if (err instanceof OAuth2Error) return { ok: false, reason: `user ${userId}: ${err.message}`, retry: err.state === 'unreachable' };
+        throw err;
+      }
     }
     const h = this.#smarthost;
-    if (h.host) {
-      return { ok: true, target: { key: 'smarthost', host: h.host, port: h.port, secure: h.secure, auth: h.user ? { user: h.user, pass: h.pass } : null } };
-    }
-    return { ok: false, reason: `user ${userId} has given no smtp settings with their mailbox consent and no smarthost is configured` };
+    return { ok: true, target: { key: 'smarthost', host: h.host, port: h.port, secure: h.secure, auth: h.user ? { user: h.user, pass: h.pass } : null } };
   }
 
   /** Users who own this address and can send (sorted, so the choice is stable). */
@@ -56,7 +71,7 @@ export class RelayTargets {
     if (!address) return [];
     const users = [...(await this.#accounts.usersByAddresses([this.#normalise(address)]))].sort();
     const out: string[] = [];
-    for (const u of users) if ((await this.resolve(u)).ok) out.push(u);
+    for (const u of users) if ((await this.refusal(u)) === null) out.push(u);
     return out;
   }
 
@@ -67,11 +82,4 @@ export class RelayTargets {
     const own = new Set(this.#accounts.userAddresses(user));
     return submitted && own.has(this.#normalise(submitted)) ? submitted : user.email;
   }
-}
-
-function relayAuth(auth: MailAuth | null): { ok: true; auth: RelayAuth } | { ok: false; reason: string } {
-  if (!auth) return { ok: true, auth: null };
-  if ('pass' in auth) return { ok: true, auth: { user: auth.user, pass: auth.pass } };
-  if (auth.oauth2.accessToken) return { ok: true, auth: { user: auth.user, accessToken: auth.oauth2.accessToken } };
-  return { ok: false, reason: 'the OAuth2 smtp login has no access token' };
 }

@@ -7,6 +7,7 @@ import type { Outbox } from '../store/outbox.js';
 import type { Threads } from '../store/threads.js';
 import { RelayRecords } from '../store/relay.js';
 import type { Ingestor } from '../sync/ingestor.js';
+import type { MailboxLogins } from '../sync/oauth2-tokens.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { MessageIdStamper } from './message-stamp.js';
 import { OutboundQueue } from './outbound-queue.js';
@@ -29,6 +30,7 @@ export interface RelayDeps {
   accounts: Accounts;
   threads: Threads;
   ingestor: Ingestor;
+  logins: MailboxLogins;
   stamper: MessageIdStamper;
   isAtsKey: (normId: string) => boolean;
   normalise: (a: string) => string;
@@ -54,9 +56,9 @@ export class Relay {
     const tlsCa = r.tlsCaFile ? fs.readFileSync(r.tlsCaFile) : null;
     const listenerTls = loadListenerTls(smtp.tls.certFile, smtp.tls.keyFile);
     this.records = new RelayRecords(deps.store, deps.outbox, deps.threads);
-    const targets = new RelayTargets(deps.accounts, deps.store, r.smarthost, deps.normalise);
+    const targets = new RelayTargets(deps.accounts, deps.logins, r.smarthost, deps.normalise);
     const copier = r.appendToSent
-      ? new SentCopier(deps.accounts, deps.store, { allowPlaintext: config.sync.allowPlaintext, tlsCa: config.sync.tlsCaFile ? fs.readFileSync(config.sync.tlsCaFile) : null, connectTimeoutMs: config.sync.connectTimeoutSeconds * 1000 }, log.child({ component: 'relay' }))
+      ? new SentCopier(deps.accounts, deps.logins, { allowPlaintext: config.sync.allowPlaintext, tlsCa: config.sync.tlsCaFile ? fs.readFileSync(config.sync.tlsCaFile) : null, connectTimeoutMs: config.sync.connectTimeoutSeconds * 1000 }, log.child({ component: 'relay' }))
       : null;
     this.queue = new OutboundQueue(this.records, targets, log.child({ component: 'relay' }), {
       concurrency: Math.max(1, r.concurrency),

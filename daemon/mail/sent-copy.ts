@@ -1,14 +1,14 @@
 import { ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
 import type { Accounts } from '../store/accounts.js';
-import type { Store } from '../store/store.js';
-import type { MailboxCredentials } from '../store/records.js';
 import { resolveFolders } from '../sync/imap-folders.js';
+import type { MailboxLogins } from '../sync/oauth2-tokens.js';
 
 /**
  * The optional copy of a relayed message in the user's Sent folder (`smtp.relay.appendToSent`),
  * for providers that do not keep one for mail sent over SMTP. This is the only write to a
- * mailbox mailsync can make, and only when the operator turned it on.
+ * mailbox mailsync can make, and only when the operator turned it on. It opens one short
+ * connection of its own per message, next to the sync's.
  */
 
 export interface SentCopySettings {
@@ -19,13 +19,13 @@ export interface SentCopySettings {
 
 export class SentCopier {
   readonly #accounts: Accounts;
-  readonly #store: Store;
+  readonly #logins: MailboxLogins;
   readonly #settings: SentCopySettings;
   readonly #log: Logger;
 
-  constructor(accounts: Accounts, store: Store, settings: SentCopySettings, log: Logger) {
+  constructor(accounts: Accounts, logins: MailboxLogins, settings: SentCopySettings, log: Logger) {
     this.#accounts = accounts;
-    this.#store = store;
+    this.#logins = logins;
     this.#settings = settings;
     this.#log = log;
   }
@@ -34,15 +34,14 @@ export class SentCopier {
   async copy(userId: string, raw: Buffer): Promise<string | null> {
     const mbx = await this.#accounts.getMailbox(userId);
     if (!mbx) return null;
-    const creds = this.#store.openSecret<MailboxCredentials>(mbx.sealedCredentials);
-    if (!('pass' in creds.imap)) return null;
+    const { auth } = await this.#logins.login(userId, 'imap');
     const s = this.#settings;
     const client = new ImapFlow({
       host: mbx.imap.host,
       port: mbx.imap.port,
       secure: mbx.imap.secure,
       doSTARTTLS: mbx.imap.secure ? undefined : s.allowPlaintext ? undefined : true,
-      auth: { user: creds.imap.user, pass: creds.imap.pass },
+      auth: 'pass' in auth ? { user: auth.user, pass: auth.pass } : { user: auth.user, accessToken: auth.accessToken },
       logger: false,
       clientInfo: { name: 'mailsync' },
       connectionTimeout: s.connectTimeoutMs,

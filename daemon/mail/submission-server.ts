@@ -114,8 +114,8 @@ export class SubmissionServer {
     const targets = this.#deps.targets;
     const userId = prepared.userId ?? (await targets.sendersFor(mailFrom))[0];
     if (!userId) throw new SubmissionError(550, `5.7.1 <${mailFrom}> is not a user's address: name the user in X-Mailsync-User`);
-    const resolved = await targets.resolve(userId);
-    if (!resolved.ok) throw new SubmissionError(550, `5.7.1 X-Mailsync-User: ${resolved.reason}`);
+    const refusal = await targets.refusal(userId);
+    if (refusal) throw new SubmissionError(550, `5.7.1 X-Mailsync-User: ${refusal}`);
     const headers = parseHeaderBlock(prepared.raw);
     const entry = await this.#deps.queue.accept({
       entry: {
