@@ -3,10 +3,12 @@ import type { Logger } from 'pino';
 import type { Accounts } from '../store/accounts.js';
 import type { Threads, Location } from '../store/threads.js';
 import type { Store } from '../store/store.js';
-import type { FolderState, MailboxCredentials, MailboxRecord, MailboxState, PasswordAuth } from '../store/records.js';
-import { MailsyncError } from '../errors.js';
+import type { FolderState, MailboxRecord, MailboxState } from '../store/records.js';
 import { Backoff } from './backoff.js';
 import { classifyError } from './error-classifier.js';
+import { connectImap, type ConnectionGate } from './imap-connect.js';
+import type { LoginAuth, MailboxLogins } from './oauth2-tokens.js';
+import { imapLogger, withProviderHints } from './provider-errors.js';
 import { chunk, fetchHeaderRecords, fetchSources, resolveFolders, toRanges, type WatchedFolder } from './imap-folders.js';
 import type { HeaderRecord, Ingestor } from './ingestor.js';
 
@@ -39,6 +41,10 @@ export interface WorkerDeps {
   ingestor: Ingestor;
   log: Logger;
   settings: WorkerSettings;
+  /** Passwords and fresh OAuth2 access tokens. */
+  logins: MailboxLogins;
+  /** The per-user connection cap (sync.maxConnectionsPerUser). */
+  gate: ConnectionGate;
   /** Untracked mail that may now belong to a thread, possibly in another user's mailbox. */
   routePending: (locations: Location[]) => void;
   observe?: {
@@ -131,16 +137,16 @@ export class AccountWorker {
       let upSince = 0;
       let minBackoff = 0;
       try {
-        const creds = this.#deps.store.openSecret<MailboxCredentials>(mbx.sealedCredentials);
-        const client = this.#newClient(mbx, creds);
-        this.#client = client;
-        await client.connect();
+        const client = await connectImap({
+          userId: this.userId, logins: this.#deps.logins, gate: this.#deps.gate, signal, log: this.#log,
+          make: (auth) => this.#newClient(mbx, auth), onClient: (c) => (this.#client = c),
+        });
         upSince = Date.now();
         this.#deps.observe?.connected?.(true);
         await this.#session(client, mbx);
       } catch (err) {
         if (signal.aborted) break;
-        const c = classifyError(err);
+        const c = classifyError(withProviderHints(err, this.#client));
         // A drop after the session was up is routine (server restarts, provider session
         // limits): reconnect quietly; the state changes only if reconnecting fails.
         const routine = upSince > 0 && c.state === 'unreachable';
@@ -159,20 +165,19 @@ export class AccountWorker {
     }
   }
 
-  #newClient(mbx: MailboxRecord, creds: MailboxCredentials): ImapFlow {
+  #newClient(mbx: MailboxRecord, auth: LoginAuth): ImapFlow {
     const s = this.#deps.settings;
-    const auth = creds.imap as PasswordAuth;
-    if (!('pass' in auth)) throw new MailsyncError('MAILSYNC_ERR_AUTH', 'only password logins are supported by this version');
+    const imapLog = imapLogger(this.#log.child({ lib: 'imapflow' }, { level: this.#log.isLevelEnabled('debug') ? 'debug' : 'fatal' }));
     const client = new ImapFlow({
       host: mbx.imap.host,
       port: mbx.imap.port,
       secure: mbx.imap.secure,
       // without implicit TLS: STARTTLS when offered; required unless plaintext is allowed
       doSTARTTLS: mbx.imap.secure ? undefined : s.allowPlaintext ? undefined : true,
-      auth: { user: auth.user, pass: auth.pass },
+      auth,
       // imapflow logs every failed connection at error level with a stack; the worker already
       // logs each failure once, classified, so imapflow's own lines show only when debugging
-      logger: this.#log.child({ lib: 'imapflow' }, { level: this.#log.isLevelEnabled('debug') ? 'debug' : 'fatal' }) as never,
+      logger: imapLog.logger as never,
       disableAutoIdle: true,
       clientInfo: { name: 'mailsync' },
       connectionTimeout: s.connectTimeoutMs,
@@ -180,6 +185,7 @@ export class AccountWorker {
       socketTimeout: s.socketTimeoutMs,
       tls: s.tlsCa ? { ca: s.tlsCa } : {},
     });
+    imapLog.attach(client);
     client.on('error', (err: Error) => this.#log.debug({ err: { message: err.message } }, 'imap connection error'));
     client.on('close', () => this.#poke());
     client.on('exists', () => this.#poke());

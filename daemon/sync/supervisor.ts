@@ -51,6 +51,7 @@ export class SyncSupervisor {
   /** (Re)starts the worker of a user after a consent. */
   async restart(userId: string): Promise<void> {
     await this.stopUser(userId);
+    this.#deps.logins.forget(userId);
     const mbx = await this.#deps.accounts.getMailbox(userId);
     if (mbx && !this.#stopped) this.#startWorker(userId, mbx.generation);
   }
