@@ -67,6 +67,7 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
     const o = config.oauth2;
     const logins = new MailboxLogins({
       store, accounts, log: log.child({ component: 'oauth2' }),
+      observe: (provider, outcome) => metrics.oauthRefreshes.inc({ provider, outcome }),
       settings: { refreshMarginMs: o.refreshMarginSeconds * 1000, timeoutMs: o.timeoutMs, providers: { google: o.google, microsoft: o.microsoft, custom: o.custom } },
     });
     supervisor = new SyncSupervisor({
@@ -98,7 +99,7 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
         metrics.webhookLatency.observe(seconds);
       })
       : null;
-    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log });
+    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins });
     parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, logins };
     const sup = supervisor;
     metrics.readFrom({

@@ -2,8 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../errors.js';
 import { backupLines } from '../ops/backup.js';
-import { doctorSettings, runDoctor } from '../ops/doctor.js';
-import type { MailboxCredentials } from '../store/records.js';
+import { consentLogin, doctorSettings, runDoctor } from '../ops/doctor.js';
 import { idParam } from './schemas.js';
 import { statusSnapshot, type StatusSources } from '../ops/status.js';
 import type { ApiContext } from './server.js';
@@ -39,7 +38,7 @@ export function registerAdminRoutes(app: FastifyInstance, ctx: ApiContext): void
   }, async (req) => {
     const mbx = await ctx.accounts.getMailbox(req.params.userId);
     if (!mbx) throw new ApiError('not_found', `User ${req.params.userId} has not granted access to a mailbox.`);
-    const creds = ctx.store.openSecret<MailboxCredentials>(mbx.sealedCredentials);
-    return runDoctor(req.params.userId, mbx, creds, doctorSettings(ctx.config, req.query.timeoutSeconds));
+    const { who, login } = consentLogin(ctx.store, mbx, ctx.logins);
+    return runDoctor(req.params.userId, mbx, who, login, doctorSettings(ctx.config, req.query.timeoutSeconds));
   });
 }

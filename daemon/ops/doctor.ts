@@ -5,6 +5,8 @@ import { ImapFlow } from 'imapflow';
 import fs from 'node:fs';
 import type { Config } from '../config/load.js';
 import type { MailboxCredentials, MailboxRecord } from '../store/records.js';
+import type { Store } from '../store/store.js';
+import type { LoginAuth } from '../sync/oauth2-tokens.js';
 import { classifyError } from '../sync/error-classifier.js';
 import { resolveFolders } from '../sync/imap-folders.js';
 
@@ -42,6 +44,18 @@ export interface DoctorSettings {
   tlsCa: Buffer | null;
   /** Longest wait for one step. */
   timeoutMs: number;
+}
+
+/**
+ * Who logs in for a consent, and how: through `logins` (the daemon's, which refreshes OAuth2
+ * tokens and saves them) when given, else with the stored credentials as they are.
+ */
+export function consentLogin(store: Store, mbx: MailboxRecord, logins?: { login(userId: string, protocol: 'imap'): Promise<{ auth: LoginAuth }> }) {
+  const a = store.openSecret<MailboxCredentials>(mbx.sealedCredentials).imap;
+  const who = { user: a.user, auth: 'pass' in a ? 'password' as const : 'oauth2' as const };
+  const stored: LoginAuth = 'pass' in a ? { user: a.user, pass: a.pass } : { user: a.user, accessToken: a.oauth2.accessToken ?? '' };
+  const login = logins ? async () => (await logins.login(mbx.userId, 'imap')).auth : async () => stored;
+  return { who, login };
 }
 
 /** The sync settings the account worker would use, with a per-step timeout. */
@@ -238,12 +252,18 @@ async function probe(mbx: MailboxRecord, s: DoctorSettings, add: (step: DoctorSt
 }
 
 /** Login, capabilities, folders and IDLE, with imapflow as the account worker uses it. */
-async function session(mbx: MailboxRecord, creds: MailboxCredentials, s: DoctorSettings, add: (step: DoctorStep) => void): Promise<void> {
-  const a = creds.imap;
+async function session(mbx: MailboxRecord, login: () => Promise<LoginAuth>, s: DoctorSettings, add: (step: DoctorStep) => void): Promise<void> {
+  let a: LoginAuth;
+  try {
+    a = await login();
+  } catch (err) {
+    // an OAuth2 grant that cannot be refreshed: the message says what to do
+    throw new StepError('auth', `no usable login: ${(err as Error).message}`, 'The user grants access again.');
+  }
   const client = new ImapFlow({
     host: mbx.imap.host, port: mbx.imap.port, secure: mbx.imap.secure,
     doSTARTTLS: mbx.imap.secure ? undefined : s.allowPlaintext ? undefined : true,
-    auth: 'pass' in a ? { user: a.user, pass: a.pass } : { user: a.user, accessToken: a.oauth2.accessToken ?? '' },
+    auth: a,
     logger: false, disableAutoIdle: true, clientInfo: { name: 'mailsync doctor' },
     connectionTimeout: s.timeoutMs, greetingTimeout: s.timeoutMs, socketTimeout: s.timeoutMs * 3,
     tls: s.tlsCa ? { ca: s.tlsCa } : {},
@@ -257,7 +277,7 @@ async function session(mbx: MailboxRecord, creds: MailboxCredentials, s: DoctorS
       const text = (err as { responseText?: string }).responseText ?? (err as Error).message;
       throw new StepError('auth', `${c.code}: the server answered "${text.slice(0, 200)}"`, c.message);
     }
-    add({ step: 'auth', outcome: 'ok', detail: `logged in as ${a.user} (${'pass' in a ? 'password' : `OAuth2, ${a.oauth2.provider}`})` });
+    add({ step: 'auth', outcome: 'ok', detail: `logged in as ${a.user} (${'pass' in a ? 'password' : 'OAuth2'})` });
     const caps = [...client.capabilities.keys()];
     const notable = ['IDLE', 'CONDSTORE', 'QRESYNC', 'UIDPLUS', 'SPECIAL-USE', 'X-GM-EXT-1'].filter((c) => caps.includes(c));
     if (caps.includes('IDLE')) add({ step: 'capabilities', outcome: 'ok', detail: notable.join(', ') });
@@ -292,12 +312,16 @@ async function session(mbx: MailboxRecord, creds: MailboxCredentials, s: DoctorS
   }
 }
 
-export async function runDoctor(userId: string, mbx: MailboxRecord, creds: MailboxCredentials, settings: DoctorSettings): Promise<DoctorReport> {
+/**
+ * Checks a mailbox. `login` gives the IMAP login of the consent (refreshing an OAuth2 token
+ * when it has expired); `user` and `auth` describe it in the report.
+ */
+export async function runDoctor(userId: string, mbx: MailboxRecord, who: { user: string; auth: 'password' | 'oauth2' }, login: () => Promise<LoginAuth>, settings: DoctorSettings): Promise<DoctorReport> {
   const steps: DoctorStep[] = [];
   const add = (s: DoctorStep) => steps.push(s);
   try {
     await probe(mbx, settings, add);
-    await session(mbx, creds, settings, add);
+    await session(mbx, login, settings, add);
   } catch (err) {
     if (!(err instanceof StepError)) throw err;
     add({ step: err.step, outcome: 'fail', detail: err.message, advice: err.advice });
@@ -307,7 +331,7 @@ export async function runDoctor(userId: string, mbx: MailboxRecord, creds: Mailb
     userId,
     state: mbx.state,
     lastError: mbx.lastError,
-    server: { host: mbx.imap.host, port: mbx.imap.port, secure: mbx.imap.secure, user: creds.imap.user, auth: 'pass' in creds.imap ? 'password' : 'oauth2' },
+    server: { host: mbx.imap.host, port: mbx.imap.port, secure: mbx.imap.secure, ...who },
     steps,
     ok: !steps.some((s) => s.outcome === 'fail'),
   };

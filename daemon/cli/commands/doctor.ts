@@ -1,6 +1,7 @@
 import { MailsyncError } from '../../errors.js';
-import { doctorSettings, runDoctor, type DoctorReport } from '../../ops/doctor.js';
-import type { MailboxCredentials } from '../../store/records.js';
+import pino from 'pino';
+import { consentLogin, doctorSettings, runDoctor, type DoctorReport } from '../../ops/doctor.js';
+import { MailboxLogins } from '../../sync/oauth2-tokens.js';
 import { commandConfig, intOption, stringOption, UsageError, type Command } from '../command.js';
 import { ACCESS_HELP, describeAccess, openStoreAccess } from '../store-access.js';
 
@@ -50,8 +51,14 @@ const command: Command = {
       } else {
         const mbx = await access.accounts.getMailbox(userId);
         if (!mbx) throw new MailsyncError('MAILSYNC_ERR_CONFIG', `user ${userId} has not granted access to a mailbox`);
-        const creds = access.store.openSecret<MailboxCredentials>(mbx.sealedCredentials);
-        report = await runDoctor(userId, mbx, creds, doctorSettings(config, timeout));
+        const o = config.oauth2;
+        // no daemon runs: this process may refresh an expired OAuth2 token and save it, as the daemon would
+        const logins = new MailboxLogins({
+          store: access.store, accounts: access.accounts, log: pino({ level: 'silent' }),
+          settings: { refreshMarginMs: o.refreshMarginSeconds * 1000, timeoutMs: o.timeoutMs, providers: { google: o.google, microsoft: o.microsoft, custom: o.custom } },
+        });
+        const { who, login } = consentLogin(access.store, mbx, logins);
+        report = await runDoctor(userId, mbx, who, login, doctorSettings(config, timeout));
       }
     } finally {
       await access.close();
