@@ -82,6 +82,7 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
     const o = config.oauth2;
     const logins = new MailboxLogins({
       store, accounts, log: log.child({ component: 'oauth2' }),
+      observe: (provider, outcome) => metrics.oauthRefreshes.inc({ provider, outcome }),
       settings: { refreshMarginMs: o.refreshMarginSeconds * 1000, timeoutMs: o.timeoutMs, providers: { google: o.google, microsoft: o.microsoft, custom: o.custom } },
     });
     supervisor = new SyncSupervisor({
@@ -118,7 +119,7 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
       config, store, outbox, accounts, threads, ingestor, logins, stamper, isAtsKey, normalise, metrics, log,
       listen: { submission: port(config.smtp.submission.port, opts.smtpPorts?.submission), intake: port(config.smtp.intake.port, opts.smtpPorts?.intake) },
     });
-    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, relayQueueDepth: () => relay.queue.depth });
+    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins, relayQueueDepth: () => relay.queue.depth });
     parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, relay, logins };
     const sup = supervisor;
     metrics.readFrom({

@@ -14,6 +14,7 @@ import type { Role } from '../store/records.js';
 import type { SyncSupervisor } from '../sync/supervisor.js';
 import type { WebhookDispatcher } from '../events/dispatcher.js';
 import type { Metrics } from '../ops/metrics.js';
+import type { LoginAuth } from '../sync/oauth2-tokens.js';
 import { ID_PATTERN, PATTERN_MEANINGS } from './schemas.js';
 import type { Actor } from './acl.js';
 import { registerUserRoutes } from './routes-users.js';
@@ -38,6 +39,8 @@ export interface ApiContext {
   log: Logger;
   /** Messages waiting in the relay's queue, when the relay runs (status page, admin API). */
   relayQueueDepth?: () => Promise<number> | number;
+  /** Fresh IMAP logins (OAuth2 tokens refreshed), for `mailsync doctor` through the API. */
+  logins?: { login(userId: string, protocol: 'imap'): Promise<{ auth: LoginAuth }> };
 }
 
 declare module 'fastify' {
