@@ -16,7 +16,12 @@ export function isGmail(client: ImapFlow): boolean {
 /** The `\All` folder of a Gmail account, or null when this is not Gmail or it is hidden from IMAP. */
 export function gmailAllFolder(client: ImapFlow, list: ListResponse[]): ListResponse | null {
   if (!isGmail(client)) return null;
-  return list.find((m) => m.specialUse === '\\All' && !m.flags?.has('\\Noselect')) ?? null;
+  return list.find((m) => isAllMail(m) && !m.flags?.has('\\Noselect')) ?? null;
+}
+
+/** imapflow leaves `specialUse` unset for \All: read the LIST flag itself. */
+export function isAllMail(m: ListResponse): boolean {
+  return m.specialUse === '\\All' || !!m.flags?.has('\\All');
 }
 
 /** Who the provider ids of a connection belong to (thread ids are unique within one account only). */

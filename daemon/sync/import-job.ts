@@ -112,7 +112,9 @@ export class ImportRunner {
     try {
       const candidate = await this.#d.accounts.getCandidate(job.candidateId);
       if (!candidate || candidate.emails.length === 0) throw new Error(`candidate ${job.candidateId} has no email addresses to search for`);
-      const found = await this.#search(job.userId, { addresses: [...new Set(candidate.emails.map((e) => e.toLowerCase()))], since: job.since ? new Date(job.since) : null }, async (p) => {
+      // as written and in matching form (Gmail's jane.doe+x@ also as janedoe@): SEARCH compares text
+      const addresses = [...new Set(candidate.emails.flatMap((e) => [e.toLowerCase(), this.#d.normalise(e)]))];
+      const found = await this.#search(job.userId, { addresses, since: job.since ? new Date(job.since) : null }, async (p) => {
         Object.assign(job, p);
         await this.#save(job);
       });

@@ -3,7 +3,7 @@ import { parseAddressList } from '../threads/addresses.js';
 import { allNormalisedIds, normaliseId } from '../threads/message-ids.js';
 import type { FolderRole } from '../store/records.js';
 import { chunk, fetchHeaderRecords, toRanges } from './imap-folders.js';
-import { gmailAddressQuery, gmailAllFolder } from './gmail.js';
+import { gmailAddressQuery, gmailAllFolder, isAllMail } from './gmail.js';
 import type { HeaderRecord, Ingestor } from './ingestor.js';
 
 /**
@@ -47,7 +47,7 @@ export async function importFolders(client: ImapFlow): Promise<SearchFolder[]> {
   for (const m of list) {
     if (m.flags?.has('\\Noselect')) continue;
     if (m.specialUse === '\\Sent') out.push({ path: m.path, role: 'sent', gmail: false });
-    if (m.specialUse === '\\All') out.push({ path: m.path, role: 'all', gmail: false });
+    if (isAllMail(m)) out.push({ path: m.path, role: 'all', gmail: false });
   }
   return out;
 }
@@ -62,7 +62,7 @@ export interface SearchDeps {
 
 /** Whether any of `addresses` (normalised) is in the record's From, To or Cc. */
 export function mentions(rec: HeaderRecord, addresses: ReadonlySet<string>, normalise: (a: string) => string): boolean {
-  const people = ['from', 'to', 'cc'].flatMap((h) => rec.fields.filter((f) => f.name === h).flatMap((f) => parseAddressList(f.value)));
+  const people = ['from', 'to', 'cc'].flatMap((h) => rec.fields.filter((f) => f.key === h).flatMap((f) => parseAddressList(f.value)));
   return people.some((p) => addresses.has(normalise(p.address)));
 }
 

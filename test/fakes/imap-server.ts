@@ -299,21 +299,21 @@ function header(raw: Buffer, name: string): string {
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
 
-/** Gmail's search language, the part the daemon uses: from:, to:, cc:, rfc822msgid:, OR, braces. */
+/** Gmail ignores dots in gmail.com addresses when searching. */
+const gmailCanon = (s: string) => s.toLowerCase().replace(/([a-z0-9.+_-]+)@gmail\.com/g, (_m, local: string) => `${local.replace(/\./g, '')}@gmail.com`)
+
+/** Gmail's search language, the part the daemon uses: from:, to:, cc:, rfc822msgid:, {any of}. */
 function gmRaw(query: string, msg: FakeMessage): boolean {
-  const terms = query.replace(/[{}()]/g, ' ').split(/\s+/).filter(Boolean)
-  const groups: string[][] = [[]]
-  for (const term of terms) {
-    if (term === 'OR') groups.push([])
-    else groups.at(-1)!.push(term)
-  }
-  return groups.some((g) => g.length > 0 && g.every((term) => {
-    const [op, value = ''] = term.includes(':') ? term.split(/:(.*)/) as [string, string] : ['text', term]
-    const v = value.toLowerCase()
-    if (op === 'from' || op === 'to' || op === 'cc') return header(msg.raw, op).toLowerCase().includes(v)
+  const term = (t: string): boolean => {
+    const i = t.indexOf(':')
+    const [op, v] = i < 0 ? ['text', t.toLowerCase()] : [t.slice(0, i), t.slice(i + 1).toLowerCase()]
+    if (op === 'from' || op === 'to' || op === 'cc') return gmailCanon(header(msg.raw, op)).includes(gmailCanon(v))
     if (op === 'rfc822msgid') return header(msg.raw, 'message-id').toLowerCase().includes(v)
     return msg.raw.toString('utf8').toLowerCase().includes(v)
-  }))
+  }
+  // top-level items must all match; {a b c} matches when any of a, b, c does
+  const items = query.match(/\{[^}]*\}|\S+/g) ?? []
+  return items.length > 0 && items.every((item) => (item.startsWith('{') ? item.slice(1, -1).split(/\s+/).filter(Boolean).some(term) : term(item)))
 }
 
 function matchAll(tokens: string[], msg: FakeMessage, f: FakeFolder): boolean {
