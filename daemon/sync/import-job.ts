@@ -8,6 +8,7 @@ import type { Accounts } from '../store/accounts.js';
 import type { Threads } from '../store/threads.js';
 import type { ImportRecord, ThreadOrigin, ThreadRecord } from '../store/records.js';
 import { fetchSources, chunk } from './imap-folders.js';
+import { firstHeader } from '../threads/headers.js';
 import { findConversations, importFolders, type Found } from './import-search.js';
 import type { Ingestor } from './ingestor.js';
 
@@ -168,6 +169,7 @@ export class ImportRunner {
     };
     const byFolder = new Map<string, Found[]>();
     for (const f of found) byFolder.set(f.folder, [...(byFolder.get(f.folder) ?? []), f]);
+    const fetched: Array<{ f: Found; source: Buffer; complete: boolean }> = [];
     for (const [folder, items] of byFolder) {
       const missing: Found[] = [];
       for (const f of items) {
@@ -186,19 +188,24 @@ export class ImportRunner {
         });
         for (const f of part) {
           const got = sources.get(f.rec.uid);
-          if (!got) continue;
-          const allowed = await threads.mayLink(candidateId, f.rec.key);
-          const result = await ingestor.ingest(f.rec, got.source, got.complete, {
-            userId, folder, location: { userId, folder, uidValidity: f.uidValidity, uid: f.rec.uid }, origin, force: true, candidateIds: allowed ? [candidateId] : [],
-          });
-          if (result.status === 'stored') imported++;
-          if (result.status !== 'untracked') {
-            const wasLinked = allowed && (await threads.getThread(result.threadId))?.candidateIds.includes(candidateId);
-            threadOf.set(f.rec.key, result.threadId);
-            if (wasLinked && result.status === 'stored') linked.add(result.threadId);
-            else await link(result.threadId, f.rec.key);
-          }
+          if (got) fetched.push({ f, ...got });
         }
+      }
+    }
+    // oldest first, whatever folder: a thread takes its subject from its first message
+    const when = (f: Found) => Date.parse(firstHeader(f.rec.fields, 'date') ?? '') || f.rec.internalDate?.getTime() || 0;
+    fetched.sort((a, b) => when(a.f) - when(b.f));
+    for (const { f, source, complete } of fetched) {
+      const allowed = await threads.mayLink(candidateId, f.rec.key);
+      const result = await ingestor.ingest(f.rec, source, complete, {
+        userId, folder: f.folder, location: { userId, folder: f.folder, uidValidity: f.uidValidity, uid: f.rec.uid }, origin, force: true, candidateIds: allowed ? [candidateId] : [],
+      });
+      if (result.status === 'stored') imported++;
+      if (result.status !== 'untracked') {
+        const wasLinked = allowed && (await threads.getThread(result.threadId))?.candidateIds.includes(candidateId);
+        threadOf.set(f.rec.key, result.threadId);
+        if (wasLinked && result.status === 'stored') linked.add(result.threadId);
+        else await link(result.threadId, f.rec.key);
       }
     }
     // threads merged while storing: count the survivors only
