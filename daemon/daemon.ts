@@ -69,6 +69,7 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
     const o = config.oauth2;
     const logins = new MailboxLogins({
       store, accounts, log: log.child({ component: 'oauth2' }),
+      observe: (provider, outcome) => metrics.oauthRefreshes.inc({ provider, outcome }),
       settings: { refreshMarginMs: o.refreshMarginSeconds * 1000, timeoutMs: o.timeoutMs, providers: { google: o.google, microsoft: o.microsoft, custom: o.custom } },
     });
     supervisor = new SyncSupervisor({
@@ -105,7 +106,7 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
       store, outbox, accounts, threads, ingestor, normalise, log: log.child({ component: 'import' }),
       withConnection: (userId, task) => sync.withConnection(userId, task), batchSize: s.fetchBatchSize, maxRawBytes: config.store.maxRawBytes,
     });
-    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, imports });
+    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins, imports });
     parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, logins, imports };
     const sup = supervisor;
     metrics.readFrom({

@@ -1,6 +1,9 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import { ApiError } from '../errors.js';
 import { backupLines } from '../ops/backup.js';
+import { consentLogin, doctorSettings, runDoctor } from '../ops/doctor.js';
+import { idParam } from './schemas.js';
 import { statusSnapshot, type StatusSources } from '../ops/status.js';
 import type { ApiContext } from './server.js';
 
@@ -24,5 +27,18 @@ export function registerAdminRoutes(app: FastifyInstance, ctx: ApiContext): void
     req.log.info('store backup started');
     reply.header('content-type', 'application/x-ndjson').header('cache-control', 'no-store');
     return reply.send(Readable.from(backupLines(ctx.store)));
+  });
+
+  app.post<{ Params: { userId: string }; Querystring: { timeoutSeconds: number } }>('/v1/admin/mailboxes/:userId/doctor', {
+    schema: {
+      summary: 'Check a mailbox step by step (DNS, TCP, TLS, greeting, auth, capabilities, folders, IDLE) with its stored consent; `mailsync doctor` shows the result',
+      params: idParam('userId'),
+      querystring: { type: 'object', additionalProperties: false, properties: { timeoutSeconds: { type: 'integer', minimum: 1, maximum: 120, default: 10 } } },
+    },
+  }, async (req) => {
+    const mbx = await ctx.accounts.getMailbox(req.params.userId);
+    if (!mbx) throw new ApiError('not_found', `User ${req.params.userId} has not granted access to a mailbox.`);
+    const { who, login } = consentLogin(ctx.store, mbx, ctx.logins);
+    return runDoctor(req.params.userId, mbx, who, login, doctorSettings(ctx.config, req.query.timeoutSeconds));
   });
 }

@@ -16,6 +16,7 @@ import type { ImportRunner } from '../sync/import-job.js';
 import { registerImportRoutes } from './routes-imports.js';
 import type { WebhookDispatcher } from '../events/dispatcher.js';
 import type { Metrics } from '../ops/metrics.js';
+import type { LoginAuth } from '../sync/oauth2-tokens.js';
 import { ID_PATTERN, PATTERN_MEANINGS } from './schemas.js';
 import type { Actor } from './acl.js';
 import { registerUserRoutes } from './routes-users.js';
@@ -42,6 +43,8 @@ export interface ApiContext {
   relayQueueDepth?: () => Promise<number> | number;
   /** Imports of older conversations and links by Message-ID. */
   imports: ImportRunner;
+  /** Fresh IMAP logins (OAuth2 tokens refreshed), for `mailsync doctor` through the API. */
+  logins?: { login(userId: string, protocol: 'imap'): Promise<{ auth: LoginAuth }> };
 }
 
 declare module 'fastify' {

@@ -11,6 +11,7 @@ import { GLOBAL_OPTIONS, UsageError, type Command, type CommandIo } from './comm
 const COMMANDS: Array<() => Promise<{ default: Command }>> = [
   () => import('./commands/serve.js'),
   () => import('./commands/config-check.js'),
+  () => import('./commands/doctor.js'),
   () => import('./commands/users.js'),
   () => import('./commands/events-list.js'),
   () => import('./commands/events-redeliver.js'),

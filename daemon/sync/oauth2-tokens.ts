@@ -68,7 +68,11 @@ export class MailboxLogins {
   /** userId → fingerprint of a refresh token the provider refused. */
   readonly #deadGrants = new Map<string, string>();
 
-  constructor(deps: { store: Store; accounts: Accounts; settings: OAuth2Settings; log: Logger; fetch?: typeof fetch }) {
+  /** Told the outcome of every refresh that reached a token endpoint (metrics). */
+  readonly #observe: (provider: string, outcome: 'ok' | 'failed' | 'revoked') => void;
+
+  constructor(deps: { store: Store; accounts: Accounts; settings: OAuth2Settings; log: Logger; fetch?: typeof fetch; observe?: (provider: string, outcome: 'ok' | 'failed' | 'revoked') => void }) {
+    this.#observe = deps.observe ?? (() => {});
     this.#store = deps.store;
     this.#accounts = deps.accounts;
     this.#settings = deps.settings;
@@ -156,11 +160,13 @@ export class MailboxLogins {
         json = {};
       }
     } catch (err) {
+      this.#observe(cur.provider, 'failed');
       throw new OAuth2Error('oauth2_endpoint_unreachable', 'unreachable', `${providerName}'s token endpoint cannot be reached (${(err as Error).name === 'TimeoutError' ? `no answer within ${this.#settings.timeoutMs} ms` : (err as Error).message}). Sync retries with backoff.`);
     }
     const error = typeof json.error === 'string' ? json.error : null;
     if (!res.ok || error !== null || typeof json.access_token !== 'string') {
       this.#log.warn({ userId, provider: cur.provider, status: res.status, error }, 'access token refresh refused');
+      this.#observe(cur.provider, error === 'invalid_grant' ? 'revoked' : 'failed');
       if (error === 'invalid_grant') {
         this.#deadGrants.set(userId, grant);
         throw grantRefused(providerName);
@@ -173,6 +179,7 @@ export class MailboxLogins {
       }
       throw new OAuth2Error('oauth2_refresh_refused', 'auth_failed', `${providerName} refused to refresh the access token (HTTP ${res.status}${error ? `, ${error}` : ''}): the user must grant access again.`);
     }
+    this.#observe(cur.provider, 'ok');
     const expiresIn = typeof json.expires_in === 'number' ? json.expires_in : Number(json.expires_in);
     const rotated = typeof json.refresh_token === 'string' && json.refresh_token !== cur.refreshToken ? json.refresh_token : null;
     const next: OAuth2Auth['oauth2'] = {

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { IdHasher } from '../../store/crypto.js';
 import { MailsyncError } from '../../errors.js';
 import { KEY_CHECK_INPUT, readManifest, restoreInto } from '../../ops/backup.js';
@@ -30,6 +31,15 @@ const command: Command = {
     const staging = `${target}.restoring-${process.pid}`;
     fs.rmSync(staging, { recursive: true, force: true });
     const { entries } = await restoreInto(dir, staging);
+    // the default key file (./data/master.key) lives inside the store directory: it goes with
+    // the store that is put in place, or the restored store could not be read
+    const keyFile = path.resolve(config.store.keyFile);
+    const inside = path.relative(path.resolve(target), keyFile);
+    if (!config.store.key && !inside.startsWith('..') && !path.isAbsolute(inside) && fs.existsSync(keyFile)) {
+      fs.mkdirSync(path.dirname(path.join(staging, inside)), { recursive: true, mode: 0o700 });
+      fs.copyFileSync(keyFile, path.join(staging, inside));
+      fs.chmodSync(path.join(staging, inside), 0o600);
+    }
     let keptAt: string | null = null;
     if (fs.existsSync(target)) {
       keptAt = `${target}.before-restore-${new Date().toISOString().replace(/[:.]/g, '-')}`;
