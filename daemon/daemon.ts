@@ -12,6 +12,7 @@ import { isAtsDomainId } from './threads/matching.js';
 import { Ingestor } from './sync/ingestor.js';
 import { SyncSupervisor } from './sync/supervisor.js';
 import { MailboxLogins } from './sync/oauth2-tokens.js';
+import { ImportRunner } from './sync/import-job.js';
 import { ConnectionGate } from './sync/imap-connect.js';
 import { WebhookDispatcher } from './events/dispatcher.js';
 import { buildApi } from './api/server.js';
@@ -45,6 +46,7 @@ export interface DaemonParts {
   relay: Relay;
   /** Fresh logins (OAuth2 access tokens refreshed) for IMAP and the relay's SMTP. */
   logins: MailboxLogins;
+  imports: ImportRunner;
 }
 
 export interface DaemonOptions {
@@ -119,8 +121,13 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
       config, store, outbox, accounts, threads, ingestor, logins, stamper, isAtsKey, normalise, metrics, log,
       listen: { submission: port(config.smtp.submission.port, opts.smtpPorts?.submission), intake: port(config.smtp.intake.port, opts.smtpPorts?.intake) },
     });
-    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins, relayQueueDepth: () => relay.queue.depth });
-    parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, relay, logins };
+    const sync = supervisor;
+    const imports = new ImportRunner({
+      store, outbox, accounts, threads, ingestor, normalise, log: log.child({ component: 'import' }),
+      withConnection: (userId, task) => sync.withConnection(userId, task), batchSize: s.fetchBatchSize, maxRawBytes: config.store.maxRawBytes,
+    });
+    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins, imports, relayQueueDepth: () => relay.queue.depth });
+    parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, relay, logins, imports };
     const sup = supervisor;
     metrics.readFrom({
       mailboxStates: () => mailboxStateCounts(accounts),
@@ -142,6 +149,7 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
     const addr = api.server.address();
     apiUrl = typeof addr === 'object' && addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : '';
     await supervisor.start();
+    await imports.start();
     ready = true;
     log.info({ api: apiUrl, store: config.store.path, webhooks: w.url ? 'push' : 'feed only', mailboxes: supervisor.size, smtp: relay.ports, relayQueued: relay.queue.depth }, 'mailsync started');
   }
@@ -154,7 +162,9 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
       const steps: Array<[string, () => Promise<unknown>]> = [
         ['api', () => parts!.api.close()],
         ['relay', () => parts!.relay.stop()],
+        // sync first: it cancels the IMAP work of running imports, which then stay queued
         ['sync', () => parts!.supervisor.stop()],
+        ['imports', () => parts!.imports.stop()],
         ['webhooks', async () => parts!.dispatcher?.stop()],
         ['store', () => parts!.store.close()],
       ];
