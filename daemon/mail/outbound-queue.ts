@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { RelayEntry, RelayRejection } from '../store/records.js';
-import type { AcceptInput, RelayRecords } from '../store/relay.js';
+import type { AcceptInput, OutcomeType, RelayRecords } from '../store/relay.js';
+import type { WriteBatch } from '../store/store.js';
 import type { RelayTargets } from './relay-targets.js';
 import { classifyFailure, describeFailure, nextRetryDelayMs, type SmtpFailure } from './smtp-replies.js';
 import { createSmtpTransport, type RelayTarget, type SmtpTransport, type TransportSettings } from './smtp-transport.js';
@@ -23,8 +24,14 @@ export interface OutboundQueueOptions {
 }
 
 export interface OutboundHooks {
-  /** After a message went out to at least one recipient: store it in its thread, copy it to Sent. */
-  delivered?: (entry: RelayEntry, raw: Buffer) => Promise<void>;
+  /**
+   * A message went out to at least one recipient: store it in its thread, writing `finish`
+   * (the entry leaving the queue, its outcome event) in the same batch, and say whether it did.
+   * When this returns false or throws, the queue finishes the entry on its own.
+   */
+  store?: (entry: RelayEntry, raw: Buffer, finish: (batch: WriteBatch) => void) => Promise<boolean>;
+  /** After the message is finished (a copy to the Sent folder). */
+  afterSent?: (entry: RelayEntry, raw: Buffer) => Promise<void>;
   observe?: { depth?: (n: number) => void; outcome?: (o: 'sent' | 'failed' | 'deferred') => void };
 }
 
@@ -257,18 +264,25 @@ export class OutboundQueue {
     }
   }
 
-  /** Removes the entry with its outcome event; a message that reached anyone is then stored. */
+  /** Removes the entry with its outcome event; a message that reached anyone is stored in its thread in the same batch. */
   async #finish(entry: RelayEntry, raw: Buffer | null, error: string | null, log: Logger): Promise<void> {
     const sent = error === null;
-    await this.#records.finish(entry, sent ? 'message.sent' : 'message.failed', {
-      userId: entry.userId, messageId: entry.messageId, queueId: entry.queueId, error, threadId: entry.threadId, accepted: entry.accepted, rejected: entry.rejected,
-    });
+    const type: OutcomeType = sent ? 'message.sent' : 'message.failed';
+    const data = { userId: entry.userId, messageId: entry.messageId, queueId: entry.queueId, error, threadId: entry.threadId, accepted: entry.accepted, rejected: entry.rejected };
+    const reached = !!raw && entry.accepted.length > 0;
+    let finished = false;
+    if (reached && this.#hooks.store) {
+      try {
+        finished = await this.#hooks.store(entry, raw, (batch) => this.#records.finishInBatch(batch, entry, type, data));
+      } catch (err) {
+        log.warn({ err }, 'storing a relayed message in its thread failed (it was sent)');
+      }
+    }
+    if (!finished) await this.#records.finish(entry, type, data);
     this.#hooks.observe?.outcome?.(sent ? 'sent' : 'failed');
     if (sent) log.info({ attempts: entry.attempts, recipients: entry.accepted.length }, 'relayed');
     else log.warn({ attempts: entry.attempts, accepted: entry.accepted.length, rejected: entry.rejected.length, reason: error }, 'relay failed');
-    if (raw && entry.accepted.length && this.#hooks.delivered) {
-      await this.#hooks.delivered(entry, raw).catch((err) => log.warn({ err }, 'storing or copying a relayed message failed (it was sent)'));
-    }
+    if (reached && this.#hooks.afterSent) await this.#hooks.afterSent(entry, raw).catch((err) => log.warn({ err }, 'copying a relayed message to Sent failed (it was sent)'));
   }
 
   #observeDepth(): void {

@@ -66,12 +66,16 @@ export class Relay {
       durableAccept: r.durableAccept,
       transport: { allowPlaintext: r.allowPlaintext, tlsCa, connectTimeoutMs: r.connectTimeoutSeconds * 1000, socketTimeoutMs: r.socketTimeoutSeconds * 1000, maxConnections: r.connectionsPerServer },
     }, {
-      delivered: async (entry, raw) => {
-        // the message joins its thread as the user's outbound mail, whatever the mailbox sync sees later
+      store: async (entry, raw, finish) => {
+        // A mailbox mailsync reads shows the sent message in its Sent folder (or gets the copy of
+        // appendToSent), and the sync stores it from there. For a user without IMAP consent
+        // (limited sync) the relay is the only witness: it stores the message itself.
+        if (await deps.accounts.getMailbox(entry.userId)) return false;
         const rec = deps.ingestor.headerRecord(0, raw, raw.length, null, `relay:${entry.queueId}`);
-        await deps.ingestor.ingest(rec, raw, true, { userId: entry.userId, folder: 'relay', location: null, origin: 'ats' });
-        if (copier) await copier.copy(entry.userId, raw);
+        await deps.ingestor.ingest(rec, raw, true, { userId: entry.userId, folder: 'relay', location: null, origin: 'ats', alsoWrite: finish });
+        return true;
       },
+      afterSent: copier ? async (entry, raw) => void (await copier.copy(entry.userId, raw)) : undefined,
       observe: { outcome: (o) => metrics.relayMessages.inc({ outcome: o }) },
     });
     this.#submission = deps.listen.submission === null ? null : new SubmissionServer({

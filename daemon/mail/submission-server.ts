@@ -56,6 +56,8 @@ export class SubmissionServer {
   readonly #listener: SmtpListener;
   readonly #opts: SubmissionOptions;
   readonly #deps: SubmissionDeps;
+  /** Per session: the senders found for its current MAIL FROM, so DATA need not look again. */
+  readonly #senders = new Map<string, { address: string; users: string[] }>();
 
   constructor(opts: SubmissionOptions, deps: SubmissionDeps) {
     this.#opts = opts;
@@ -72,7 +74,10 @@ export class SubmissionServer {
       maxRecipients: opts.maxRecipients,
       onAuth: (auth, session, cb) => this.#onAuth(auth, session, cb),
       onMailFrom: (address, session, cb) => {
-        this.#onMailFrom(address).then(() => cb(), (err: Error) => this.#refuse(session, err, cb));
+        this.#onMailFrom(address, session).then(() => cb(), (err: Error) => this.#refuse(session, err, cb));
+      },
+      onClose: (session) => {
+        this.#senders.delete(session.id);
       },
       onData: (stream, session, cb) => {
         this.#onData(stream, session).then((text) => cb(null, text), (err: Error) => this.#refuse(session, err, cb));
@@ -98,9 +103,11 @@ export class SubmissionServer {
     cb(smtpError(535, '5.7.8 Authentication credentials invalid'));
   }
 
-  async #onMailFrom(address: SMTPServerAddress): Promise<void> {
+  async #onMailFrom(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
     const sender = address.address;
-    if ((await this.#deps.targets.sendersFor(sender)).length) return;
+    const users = await this.#deps.targets.sendersFor(sender);
+    this.#senders.set(session.id, { address: sender, users });
+    if (users.length) return;
     // the ATS's own address (a bounce address in its domain): the user comes in X-Mailsync-User
     if (inDomains(sender, this.#opts.atsDomains)) return;
     throw smtpError(553, `5.7.1 <${sender}>: sender address rejected: not the address of a user who can send through mailsync (registered, with smtp settings in their consent or a smarthost configured); send from the user's address, or from an address in ${this.#opts.atsDomains[0] ?? 'the ATS domain'} and name the user in X-Mailsync-User`);
@@ -112,9 +119,12 @@ export class SubmissionServer {
     const prepared = prepareSubmission(raw, { isAtsId: this.#opts.isAtsId, newMessageId: this.#opts.newMessageId });
     const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
     const targets = this.#deps.targets;
-    const userId = prepared.userId ?? (await targets.sendersFor(mailFrom))[0];
+    const known = this.#senders.get(session.id);
+    const senders = known?.address === mailFrom ? known.users : await targets.sendersFor(mailFrom);
+    const userId = prepared.userId ?? senders[0];
     if (!userId) throw new SubmissionError(550, `5.7.1 <${mailFrom}> is not a user's address: name the user in X-Mailsync-User`);
-    const refusal = await targets.refusal(userId);
+    // a sender found at MAIL FROM was just checked; a user named in the header is checked now
+    const refusal = senders.includes(userId) ? null : await targets.refusal(userId);
     if (refusal) throw new SubmissionError(550, `5.7.1 X-Mailsync-User: ${refusal}`);
     const headers = parseHeaderBlock(prepared.raw);
     const entry = await this.#deps.queue.accept({

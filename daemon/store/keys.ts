@@ -7,6 +7,7 @@
  * | key                                         | value                                        |
  * |---------------------------------------------|----------------------------------------------|
  * | meta!version                                | layout version                               |
+ * | meta!flush                                  | 0 — written with fsync (Store.flush)         |
  * | user!{userId}                               | UserRecord                                   |
  * | uaddr!{normAddr}!{userId}                   | '' — user addresses (email and aliases)      |
  * | mbx!{userId}                                | MailboxRecord, credentials sealed            |
@@ -59,6 +60,7 @@ export function invertTime(iso: string): string {
 
 export const K = {
   version: () => 'meta!version',
+  flush: () => 'meta!flush',
   user: (userId: string) => `user!${userId}`,
   userAddr: (normAddr: string, userId: string) => `uaddr!${esc(normAddr)}!${userId}`,
   userAddrPrefix: (normAddr: string) => `uaddr!${esc(normAddr)}!`,

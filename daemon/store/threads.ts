@@ -33,6 +33,16 @@ export interface IngestInput {
   /** Store even when no key is tracked (imports, links). */
   force?: boolean;
   candidateIds?: string[];
+  /** More records for the same batch, whatever the outcome (the relay's queue entry leaving). */
+  alsoWrite?: (batch: WriteBatch) => void;
+}
+
+/** A thread the ATS (or the relay) announces before any of its mail is seen. */
+export interface OutboundDeclaration {
+  userId: string;
+  matchKeys: string[];
+  candidateIds: string[];
+  subject?: string;
 }
 
 export type IngestResult =
@@ -166,12 +176,20 @@ export class Threads {
       const batch = this.#store.batch();
       if (input.location) batch.put(K.location(input.location.userId, input.location.folder, input.location.uidValidity, input.location.uid), input.key);
       await this.#addSeenIn(batch, existing, { userId: input.userId, folder: input.folder });
+      input.alsoWrite?.(batch);
       await batch.write();
       return { status: 'duplicate', key: input.key, threadId: existing.threadId };
     }
     const known = await this.lookup(input.matchKeys);
     const tracked = known.size > 0 || input.matchKeys.some(this.#opts.isAtsKey);
-    if (!tracked && !input.force) return { status: 'untracked' };
+    if (!tracked && !input.force) {
+      if (input.alsoWrite) {
+        const batch = this.#store.batch();
+        input.alsoWrite(batch);
+        await batch.write();
+      }
+      return { status: 'untracked' };
+    }
 
     const batch = this.#store.batch();
     const threadIds = [...new Set(known.values())];
@@ -234,6 +252,7 @@ export class Threads {
       message: toApiMessage(msg, { withBody: false }),
     }, thread.id);
     for (const cid of linked) this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin }, thread.id);
+    input.alsoWrite?.(batch);
     await batch.write();
     return { status: 'stored', key: msg.key, threadId: thread.id, eventId: event.id, ownKeys: input.matchKeys };
   }
@@ -305,34 +324,43 @@ export class Threads {
    * replies to these ids are tracked even outside the ATS domains.
    */
   declareOutbound(
-    input: { userId: string; matchKeys: string[]; candidateIds: string[]; subject?: string },
+    input: OutboundDeclaration,
     /** More records written in the same batch (the relay's queue entry), so both exist or neither. */
     alsoWrite?: (batch: WriteBatch, thread: ThreadRecord) => void,
   ): Promise<ThreadRecord> {
     return this.#store.exclusive(async () => {
-      const known = await this.lookup(input.matchKeys);
       const batch = this.#store.batch();
-      const existing = (await this.#store.getMany<ThreadRecord>([...new Set(known.values())].map(K.thread))).filter((t): t is ThreadRecord => !!t);
-      existing.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
-      const now = new Date().toISOString();
-      let thread: ThreadRecord = existing[0] ?? {
-        id: newThreadId(), subject: input.subject ?? '', origin: 'ats', candidateIds: [], ownerUserIds: [], secret: false, secretBy: null,
-        participants: [], messageCount: 0, lastMessageAt: now, snippet: '', createdAt: now,
-      };
-      for (const other of existing.slice(1)) thread = await this.#merge(batch, thread, other);
-      if (!thread.ownerUserIds.includes(input.userId)) thread.ownerUserIds.push(input.userId);
-      for (const mk of input.matchKeys) {
-        if (known.get(mk) === thread.id) continue;
-        batch.put(K.matchKey(mk), thread.id).put(K.threadMatchKey(thread.id, mk), '');
-      }
-      const linked = this.#linkCandidates(thread, input.candidateIds);
-      await this.#moveActivity(batch, thread);
-      batch.put(K.thread(thread.id), thread);
-      for (const cid of linked) this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin }, thread.id);
+      const thread = await this.declareOutboundInBatch(batch, input);
       alsoWrite?.(batch, thread);
       await batch.write();
       return thread;
     });
+  }
+
+  /**
+   * `declareOutbound` into a batch the caller writes, inside `store.exclusive`. Declarations in
+   * one batch must not share match keys or threads: each reads the store, not the batch.
+   */
+  async declareOutboundInBatch(batch: WriteBatch, input: OutboundDeclaration): Promise<ThreadRecord> {
+    const known = await this.lookup(input.matchKeys);
+    const existing = (await this.#store.getMany<ThreadRecord>([...new Set(known.values())].map(K.thread))).filter((t): t is ThreadRecord => !!t);
+    existing.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    const now = new Date().toISOString();
+    let thread: ThreadRecord = existing[0] ?? {
+      id: newThreadId(), subject: input.subject ?? '', origin: 'ats', candidateIds: [], ownerUserIds: [], secret: false, secretBy: null,
+      participants: [], messageCount: 0, lastMessageAt: now, snippet: '', createdAt: now,
+    };
+    for (const other of existing.slice(1)) thread = await this.#merge(batch, thread, other);
+    if (!thread.ownerUserIds.includes(input.userId)) thread.ownerUserIds.push(input.userId);
+    for (const mk of input.matchKeys) {
+      if (known.get(mk) === thread.id) continue;
+      batch.put(K.matchKey(mk), thread.id).put(K.threadMatchKey(thread.id, mk), '');
+    }
+    const linked = this.#linkCandidates(thread, input.candidateIds);
+    await this.#moveActivity(batch, thread);
+    batch.put(K.thread(thread.id), thread);
+    for (const cid of linked) this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin }, thread.id);
+    return thread;
   }
 
   /**

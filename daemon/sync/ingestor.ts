@@ -5,6 +5,7 @@ import { matchKeys, trackedInBatch } from '../threads/matching.js';
 import { parseMessage } from '../mail/parse.js';
 import { messageKey, type IngestResult, type Location, type Threads } from '../store/threads.js';
 import type { ThreadOrigin } from '../store/records.js';
+import type { WriteBatch } from '../store/store.js';
 
 /**
  * From header fields to stored threads, independent of where the mail came from (IMAP
@@ -31,6 +32,8 @@ export interface IngestContext {
   origin?: ThreadOrigin;
   force?: boolean;
   candidateIds?: string[];
+  /** More records for the batch that stores the message (see IngestInput.alsoWrite). */
+  alsoWrite?: (batch: WriteBatch) => void;
 }
 
 export interface FetchedSource {
@@ -133,7 +136,7 @@ export class Ingestor {
     if (parsed.parseError) this.#log.warn({ messageKey: rec.key, uid: rec.uid, reason: parsed.parseError }, 'message stored with a parse problem');
     const result = await this.#threads.ingest({
       key: rec.key, matchKeys: rec.keys, parsed, raw: complete ? source : null, location: ctx.location,
-      userId: ctx.userId, folder: ctx.folder, origin: ctx.origin ?? 'ats', force: ctx.force, candidateIds: ctx.candidateIds,
+      userId: ctx.userId, folder: ctx.folder, origin: ctx.origin ?? 'ats', force: ctx.force, candidateIds: ctx.candidateIds, alsoWrite: ctx.alsoWrite,
     });
     if (result.status === 'stored') this.#onStored(rec.keys, ctx);
     return result;

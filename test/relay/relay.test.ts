@@ -11,10 +11,20 @@ import { ATS_LOGIN, atsClient, rawHeader, startSink, type Sink } from '../helper
 
 const CANDIDATE = 'casey.candidate@example.org';
 
-async function setup(t: Test, extra: Record<string, unknown> = {}): Promise<{ d: RunningDaemon; sink: Sink; login: Account; smtpPass: string; receiver: Awaited<ReturnType<typeof startReceiver>> }> {
+/**
+ * `providerKeepsSent`: the sink puts a copy of what it accepts into the recruiter's Sent folder,
+ * as Gmail and Microsoft 365 do for mail sent over SMTP.
+ */
+async function setup(t: Test, extra: Record<string, unknown> = {}, providerKeepsSent = true): Promise<{ d: RunningDaemon; sink: Sink; login: Account; smtpPass: string; receiver: Awaited<ReturnType<typeof startReceiver>> }> {
   const login = await createMailbox('relay');
   const smtpPass = 'provider-smtp-pass-31c9';
-  const sink = await startSink(t, { auth: { user: login.user, pass: smtpPass } });
+  const sink = await startSink(t, {
+    auth: { user: login.user, pass: smtpPass },
+    onData: (msg) => {
+      if (providerKeepsSent) void appendMessage(login, 'Sent', msg.raw, ['\\Seen']);
+      return null;
+    },
+  });
   const receiver = await startReceiver(t);
   const env = dovecotEnv();
   const d = await startDaemon(t, {
@@ -84,13 +94,18 @@ t.test('the ATS sends as the recruiter; the reply in the real mailbox joins the 
   }));
   const created = await receiver.waitFor((w) => w.body.type === 'message.created' && (w.body.data as { message: { direction: string } }).message.direction === 'inbound', 'the reply webhook');
   t.equal((created.body.data as { threadId: string }).threadId, thread.id, 'the IMAP sync matched the reply to the relayed thread');
-  const full = await d.api<{ messageCount: number; messages: Array<{ direction: string; messageId: string; seenIn: Array<{ folder: string }> }> }>('GET', `/v1/threads/${thread.id}`);
+  // the provider's copy in Sent is how the sync learns of the sent message (the relay does not store it for a mailbox it reads)
+  const full = await waitUntil(async () => {
+    const r = await d.api<{ messageCount: number; messages: Array<{ direction: string; messageId: string; seenIn: Array<{ folder: string }> }> }>('GET', `/v1/threads/${thread.id}`);
+    return r.body.messages.length === 2 ? r : null;
+  }, 'the sent copy and the reply in the thread');
   const replyId = (created.body.data as { message: { messageId: string } }).message.messageId;
   t.same(full.body.messages.map((x) => [x.direction, x.messageId]), [['outbound', stampedId], ['inbound', replyId]], 'the sent message and the reply, in order');
-  t.same(full.body.messages[0]!.seenIn, [{ userId: 'u1', folder: 'relay' }], 'the sent message is known from the relay');
+  t.same(full.body.messages[0]!.seenIn, [{ userId: 'u1', folder: 'Sent' }], 'the sent message was found in Sent');
 
   const after = await mailboxSnapshot(login);
-  t.same(after.Sent, before.Sent, 'the daemon wrote nothing into the mailbox (no Sent copy unless turned on)');
+  t.equal(after.Sent!.length, before.Sent!.length + 1, 'Sent holds the provider\'s copy and no other: the daemon wrote nothing (appendToSent is off)');
+  t.same(after.INBOX!.map((m) => m.flags), [[]], 'the reply is still unread');
   const metrics = await (await fetch(`${d.daemon.apiUrl}/metrics`)).text();
   t.match(metrics, /mailsync_relay_messages_total\{outcome="sent"\} 1/);
   t.match(metrics, /mailsync_relay_submissions_total\{outcome="accepted"\} 1/);
@@ -122,7 +137,7 @@ t.test('Message-IDs: the ATS\'s own in its domain is kept, any other is replaced
 });
 
 t.test('appendToSent puts the sent message into the Sent folder, and the sync sees it as the same message', async (t) => {
-  const { d, sink, login } = await setup(t, { appendToSent: true });
+  const { d, sink, login } = await setup(t, { appendToSent: true }, false);
   const ats = atsClient(d.daemon.parts.relay.ports.submission);
   t.teardown(() => ats.close());
   const info = await ats.sendMail({ from: login.address, to: CANDIDATE, subject: 'Next steps', text: 'Here are the next steps.', headers: { 'X-Mailsync-Candidate': 'c1' } });
