@@ -289,6 +289,8 @@ say(`the relay answered: ${sentInfo.response}`);
 say(`the thread was recorded before that answer; the Message-ID is stamped in @${ATS_DOMAIN} so replies are recognised`);
 const sentEvent = await waitEvent((e) => e.type === 'message.sent' && e.data?.queueId === queueId, 'the relay to send the message');
 say(`mailsync sent it with Robin's own login at the provider (message.sent for ${queueId}, thread ${sentEvent.data.threadId})`);
+await waitEvent((e) => e.type === 'message.created' && e.data?.message?.messageId === atsMessageId, 'the sent copy to be picked up from Sent');
+say('the sync found the provider\'s copy in Sent: the thread now holds the sent message');
 
 // ------------------------------------------------------------------ 8. the candidate replies
 step('The candidate replies: the message lands in the recruiter\'s INBOX');
