@@ -6,7 +6,7 @@
 # thrown away with `rm -rf`. Relative --dir values are resolved against the
 # current directory; the default is <repo>/.run/dovecot.
 #
-#   scripts/dovecot.sh start    [--dir DIR] [--port N] [--tls-port N] [--lease PID]
+#   scripts/dovecot.sh start    [--dir DIR] [--port N] [--tls-port N] [--lease PID] [--many-clients]
 #   scripts/dovecot.sh stop     [--dir DIR] [--lease PID]
 #   scripts/dovecot.sh status   [--dir DIR]        (exit 3 when not running)
 #   scripts/dovecot.sh add-user NAME PASSWORD [--dir DIR]
@@ -14,25 +14,27 @@
 # `start` writes DIR/env.json describing the running instance; the TypeScript
 # test helpers (test/helpers/dovecot.ts) read it. --lease PID lets several test
 # runs share one instance: `stop --lease PID` only stops it once no other live
-# process holds a lease. A plain `stop` always stops it.
+# process holds a lease. A plain `stop` always stops it. --many-clients sizes the instance
+# for thousands of concurrent IDLE connections (the benchmarks).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 
 die() { echo "dovecot.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # ---------------------------------------------------------------- arguments
 [[ $# -ge 1 ]] || usage
 CMD=$1; shift
-DIR="$REPO_ROOT/.run/dovecot"; PORT=""; TLS_PORT=""; LEASE=""; ARGS=()
+DIR="$REPO_ROOT/.run/dovecot"; PORT=""; TLS_PORT=""; LEASE=""; MANY=""; ARGS=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
     --port) PORT=${2:?--port needs a value}; shift 2 ;;
     --tls-port) TLS_PORT=${2:?--tls-port needs a value}; shift 2 ;;
     --lease) LEASE=${2:?--lease needs a value}; shift 2 ;;
+    --many-clients) MANY=1; shift ;;
     -h|--help) usage ;;
     *) ARGS+=("$1"); shift ;;
   esac
@@ -120,6 +122,35 @@ ensure_dovecot() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-imapd
 }
 
+many_clients_conf() {
+  [[ -n $MANY ]] || return 0
+  cat <<'EOF2'
+# --many-clients: thousands of IDLE connections at once. Dovecot's default is one imap
+# process per connection and at most 1024 of them; each IDLE process also takes one of the
+# kernel's inotify instances (fs.inotify.max_user_instances, often 128 per uid), and past
+# that limit Dovecot silently polls every 30 s instead of pushing. Up to 100 connections
+# per process keeps both far away (all users share the mail uid, so this is safe here).
+# Caveat (measured): two connections IDLE on the same mailbox inside one process share an
+# inotify watch, and when one leaves IDLE the other falls back to 30 s polling. Use this
+# only where each mailbox has a single watcher.
+default_client_limit = 20000
+service imap {
+  client_limit = 100
+  service_count = 0
+  process_limit = 200
+}
+service imap-login {
+  # logins of thousands of clients arriving together: a few long-lived login processes
+  service_count = 0
+  client_limit = 1000
+  process_min_avail = 2
+}
+service anvil {
+  client_limit = 20000
+}
+EOF2
+}
+
 write_conf() {
   # Self-contained: nothing from /etc/dovecot is included.
   cat >"$CONF.tmp" <<EOF
@@ -187,6 +218,7 @@ protocol imap {
   mail_max_userip_connections = 200
 }
 
+$(many_clients_conf)
 service imap-login {
   inet_listener imap {
     port = $PORT
