@@ -14,12 +14,15 @@ import type { Role } from '../store/records.js';
 import type { SyncSupervisor } from '../sync/supervisor.js';
 import type { WebhookDispatcher } from '../events/dispatcher.js';
 import type { Metrics } from '../ops/metrics.js';
-import { ID_PATTERN } from './schemas.js';
+import type { LoginAuth } from '../sync/oauth2-tokens.js';
+import { ID_PATTERN, PATTERN_MEANINGS } from './schemas.js';
 import type { Actor } from './acl.js';
 import { registerUserRoutes } from './routes-users.js';
 import { registerCandidateRoutes } from './routes-candidates.js';
 import { registerThreadRoutes } from './routes-threads.js';
 import { registerEventRoutes } from './routes-events.js';
+import { registerAdminRoutes } from './routes-admin.js';
+import { registerStatusRoutes } from './routes-status.js';
 
 export interface ApiContext {
   config: Config;
@@ -34,6 +37,10 @@ export interface ApiContext {
   isReady: () => boolean;
   /** Relay hooks added by the SMTP module when it runs. */
   log: Logger;
+  /** Messages waiting in the relay's queue, when the relay runs (status page, admin API). */
+  relayQueueDepth?: () => Promise<number> | number;
+  /** Fresh IMAP logins (OAuth2 tokens refreshed), for `mailsync doctor` through the API. */
+  logins?: { login(userId: string, protocol: 'imap'): Promise<{ auth: LoginAuth }> };
 }
 
 declare module 'fastify' {
@@ -56,7 +63,7 @@ export function tokenMatches(given: string, tokens: readonly string[]): boolean 
   return ok;
 }
 
-function bearer(req: FastifyRequest): string | null {
+export function bearer(req: FastifyRequest): string | null {
   const h = req.headers.authorization;
   if (typeof h !== 'string') return null;
   const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
@@ -145,7 +152,11 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
     }
     const fe = err as FastifyError;
     if (fe.validation) {
-      const details = fe.validation.map((v) => ({ field: `${fe.validationContext ?? 'body'}${v.instancePath}`.replace(/\//g, '.'), problem: v.message, ...(v.params && 'additionalProperty' in v.params ? { unknownField: v.params.additionalProperty } : {}) }));
+      const problemOf = (v: (typeof fe.validation)[number]) => {
+        const pattern = v.keyword === 'pattern' ? (v.params as { pattern?: string }).pattern : undefined;
+        return (pattern && PATTERN_MEANINGS[pattern]) || v.message;
+      };
+      const details = fe.validation.map((v) => ({ field: `${fe.validationContext ?? 'body'}${v.instancePath}`.replace(/\//g, '.'), problem: problemOf(v), ...(v.params && 'additionalProperty' in v.params ? { unknownField: v.params.additionalProperty } : {}) }));
       const first = details[0]!;
       const text = first.unknownField ? `${first.field}: unknown field "${String(first.unknownField)}"` : `${first.field} ${first.problem}`;
       return reply.status(400).send(errorBody('invalid_request', text, details));
@@ -159,7 +170,11 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
     };
     const code = (fe.code && map[fe.code]) || (fe.statusCode === 400 ? 'invalid_request' : undefined);
     if (code) {
-      const message = code === 'payload_too_large' ? `The request body is larger than ${ctx.config.api.bodyLimitBytes} bytes.` : fe.message.replace(/^FST_\w+:\s*/, '');
+      const message = code === 'payload_too_large'
+        ? `The request body is larger than ${ctx.config.api.bodyLimitBytes} bytes.`
+        : fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+          ? `Send the body as JSON with Content-Type: application/json (got ${JSON.stringify(req.headers['content-type'] ?? 'none')}).`
+          : fe.message.replace(/^FST_\w+:\s*/, '');
       return reply.status(code === 'payload_too_large' ? 413 : 400).send(errorBody(code, message));
     }
     req.log.error({ err }, 'request failed');
@@ -189,5 +204,7 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   registerCandidateRoutes(app, ctx);
   registerThreadRoutes(app, ctx);
   registerEventRoutes(app, ctx);
+  registerAdminRoutes(app, ctx);
+  registerStatusRoutes(app, ctx);
   return app;
 }

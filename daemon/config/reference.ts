@@ -21,7 +21,7 @@ function wrap(text: string, width: number, indent: string): string[] {
 }
 
 function yamlValue(v: unknown): string {
-  return YAML.stringify(v, { flowCollectionPadding: false, collectionStyle: 'flow' }).trim();
+  return YAML.stringify(v, { flowCollectionPadding: false, collectionStyle: 'flow', lineWidth: 0 }).trim();
 }
 
 export function exampleYaml(): string {
@@ -52,7 +52,7 @@ export function exampleYaml(): string {
 
 export function markdownReference(): string {
   const rows = listOptions().map(({ path, spec }) => {
-    const def = spec.sensitive && spec.default !== '' ? '*(secret)*' : `\`${JSON.stringify(spec.default)}\``;
+    const def = `\`${JSON.stringify(spec.default)}\`${spec.sensitive && spec.default !== '' ? ' (a placeholder: set your own)' : ''}`;
     return `| \`${path.join('.')}\` | \`${envName(path)}\` | ${def} | ${spec.doc.replace(/\|/g, '\\|')} |`;
   });
   return [
