@@ -51,27 +51,27 @@ export async function appender(env, login) {
 
 /**
  * Sends `count` replies one after another (`next(i)` gives {login, raw, messageId} and the
- * appender to use), waiting for both the floor's EXISTS and the daemon's webhook before the
- * next. Returns per-message latencies in ms: { product: [], floor: [], lost }.
+ * `append` to use), waiting for the floor's EXISTS and the daemon's webhook (either may be
+ * null: not measured) before the next. Returns latencies in ms: { product: [], floor: [], lost }.
  */
 export async function measurePush({ count, next, floor, webhooks, log, gapMs = [50, 250], timeoutMs = 30_000, label = '' }) {
   const product = [], floorMs = [];
   let lost = 0;
   let waitingExists = null;
-  floor.onExists((m) => {
+  floor?.onExists((m) => {
     if (waitingExists && m.user === waitingExists.user && !waitingExists.at) waitingExists.at = m.at;
   });
   for (let i = 0; i < count; i++) {
     const { login, raw, messageId, append } = await next(i);
     waitingExists = { user: login.user, at: 0 };
-    const hook = webhooks.expect(messageId);
+    const hook = webhooks ? webhooks.expect(messageId) : { at: 0 };
     const t0 = await append(raw);
     const w = waitingExists;
     try {
-      await until(() => w.at && hook.at, `EXISTS and webhook for message ${i}`, timeoutMs, 2);
+      await until(() => (!floor || w.at) && (!webhooks || hook.at), `EXISTS and webhook for message ${i}`, timeoutMs, 2);
       if (process.env.BENCH_DEBUG) log?.(`message ${i}: floor ${(w.at - t0).toFixed(1)} ms, product ${(hook.at - t0).toFixed(1)} ms`);
-      floorMs.push(w.at - t0);
-      product.push(hook.at - t0);
+      if (floor) floorMs.push(w.at - t0);
+      if (webhooks) product.push(hook.at - t0);
     } catch {
       lost++;
       log?.(`message ${i}: ${w.at ? '' : 'no EXISTS'} ${hook.at ? '' : 'no webhook'} within ${timeoutMs / 1000} s`);
