@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -6,6 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
+import { ImapFlow } from 'imapflow';
 import type { Account } from './dovecot.js';
 
 /**
@@ -17,6 +18,23 @@ import type { Account } from './dovecot.js';
 const run = promisify(execFile);
 const script = fileURLToPath(new URL('../../scripts/dovecot.sh', import.meta.url));
 
+/**
+ * Runs scripts/dovecot.sh with its output in a file: the Dovecot it starts inherits the
+ * script's stdout, so a pipe would never see end-of-file.
+ */
+function dovecotScript(dir: string, args: string[]): Promise<void> {
+  const out = fs.openSync(path.join(dir, 'script.log'), 'a');
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', [script, ...args], { stdio: ['ignore', out, out] });
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      fs.closeSync(out);
+      if (code === 0) resolve();
+      else reject(new Error(`dovecot.sh ${args[0]} exited with ${code}: ${fs.readFileSync(path.join(dir, 'script.log'), 'utf8').slice(-500)}`));
+    });
+  });
+}
+
 export interface PrivateDovecot {
   host: string;
   port: number;
@@ -25,6 +43,8 @@ export interface PrivateDovecot {
   addUser(prefix: string): Promise<Account>;
   stop(): Promise<void>;
   start(): Promise<void>;
+  /** APPENDs a message as `account` (plain loopback login). */
+  append(account: Account, folder: string, raw: string, flags?: string[]): Promise<void>;
   /** Runs doveadm against this instance. */
   doveadm(...args: string[]): Promise<string>;
 }
@@ -36,12 +56,15 @@ export async function startPrivateDovecot(t: Test): Promise<PrivateDovecot> {
   let ports: { port: number; tlsPort: number } | null = null;
   const start = async () => {
     const args = ['start', '--dir', dir, ...(ports ? ['--port', String(ports.port), '--tls-port', String(ports.tlsPort)] : [])];
-    await run('bash', [script, ...args]);
+    await dovecotScript(dir, args);
     const env = JSON.parse(fs.readFileSync(path.join(dir, 'env.json'), 'utf8')) as { port: number; tlsPort: number };
     ports = { port: env.port, tlsPort: env.tlsPort };
   };
   const stop = async () => {
-    await run('bash', [script, 'stop', '--dir', dir]);
+    // End every session first: a stopped master leaves its imap processes serving their
+    // clients for another ~10 s, during which mail would still flow through the old server
+    await run('doveadm', ['-c', path.join(dir, 'dovecot.conf'), 'kick', '*']).catch(() => undefined);
+    await dovecotScript(dir, ['stop', '--dir', dir]);
   };
   await start();
   t.teardown(async () => {
@@ -58,11 +81,21 @@ export async function startPrivateDovecot(t: Test): Promise<PrivateDovecot> {
     async addUser(prefix: string) {
       const user = `${prefix}-${crypto.randomBytes(4).toString('hex')}`;
       const pass = crypto.randomBytes(10).toString('hex');
-      await run('bash', [script, 'add-user', user, pass, '--dir', dir]);
+      await dovecotScript(dir, ['add-user', user, pass, '--dir', dir]);
       return { user, pass, address: `${user}@example.com` };
     },
     stop,
     start,
+    async append(account, folder, raw, flags = []) {
+      const client = new ImapFlow({ host: '127.0.0.1', port: ports!.port, secure: false, doSTARTTLS: false, logger: false, auth: { user: account.user, pass: account.pass } });
+      client.on('error', () => {});
+      await client.connect();
+      try {
+        await client.append(folder, raw, flags);
+      } finally {
+        await client.logout().catch(() => client.close());
+      }
+    },
     async doveadm(...args: string[]) {
       const { stdout } = await run('doveadm', ['-c', path.join(dir, 'dovecot.conf'), ...args]);
       return stdout;
