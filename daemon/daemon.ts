@@ -14,6 +14,7 @@ import { SyncSupervisor } from './sync/supervisor.js';
 import { WebhookDispatcher } from './events/dispatcher.js';
 import { buildApi } from './api/server.js';
 import { Metrics } from './ops/metrics.js';
+import { MailsyncError } from './errors.js';
 
 /**
  * The one wiring place: builds the subsystems in order and stops them in reverse. Nothing
@@ -88,7 +89,12 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
     const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log });
     parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics };
     await dispatcher?.start();
-    await api.listen({ host: config.api.host, port: config.api.port });
+    try {
+      await api.listen({ host: config.api.host, port: config.api.port });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      throw new MailsyncError('MAILSYNC_ERR_CONFIG', `api.port: ${config.api.host}:${config.api.port} is already in use by another program; set api.port (or MAILSYNC_API_PORT) to a free port, or 0 for any free port`, { cause: err });
+    }
     const addr = api.server.address();
     apiUrl = typeof addr === 'object' && addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : '';
     await supervisor.start();

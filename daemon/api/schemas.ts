@@ -45,7 +45,9 @@ export const serverSettings = {
     host: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.:\\[\\]-]+$' },
     port: { type: 'integer', minimum: 1, maximum: 65535 },
     secure: { type: 'boolean', default: true },
-    auth: { oneOf: [password, oauth2] },
+    // if/then/else rather than oneOf: a failed oneOf reports every branch's errors at once
+    // ("must have required property 'user'" twice); this way the client hears the one problem
+    auth: { type: 'object', if: { required: ['oauth2'] }, then: oauth2, else: password },
   },
 } as const;
 
@@ -101,6 +103,14 @@ export const eventsQuery = {
     status: { type: 'string', enum: ['pending', 'delivered', 'failed', 'not_pushed'] },
   },
 } as const;
+
+/** What each pattern above means, for validation messages a person can act on. */
+export const PATTERN_MEANINGS: Record<string, string> = {
+  [ID_PATTERN]: 'must be 1 to 128 characters from A-Z, a-z, 0-9 and . _ : -',
+  [email.pattern]: 'must be an email address like name@example.com',
+  [messageIdString.pattern]: 'must be a Message-ID in angle brackets, like <id@host.example>',
+  [serverSettings.properties.host.pattern]: 'must be a host name or an IP address',
+};
 
 export const errorResponse = {
   type: 'object',

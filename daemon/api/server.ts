@@ -14,7 +14,7 @@ import type { Role } from '../store/records.js';
 import type { SyncSupervisor } from '../sync/supervisor.js';
 import type { WebhookDispatcher } from '../events/dispatcher.js';
 import type { Metrics } from '../ops/metrics.js';
-import { ID_PATTERN } from './schemas.js';
+import { ID_PATTERN, PATTERN_MEANINGS } from './schemas.js';
 import type { Actor } from './acl.js';
 import { registerUserRoutes } from './routes-users.js';
 import { registerCandidateRoutes } from './routes-candidates.js';
@@ -145,7 +145,11 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
     }
     const fe = err as FastifyError;
     if (fe.validation) {
-      const details = fe.validation.map((v) => ({ field: `${fe.validationContext ?? 'body'}${v.instancePath}`.replace(/\//g, '.'), problem: v.message, ...(v.params && 'additionalProperty' in v.params ? { unknownField: v.params.additionalProperty } : {}) }));
+      const problemOf = (v: (typeof fe.validation)[number]) => {
+        const pattern = v.keyword === 'pattern' ? (v.params as { pattern?: string }).pattern : undefined;
+        return (pattern && PATTERN_MEANINGS[pattern]) || v.message;
+      };
+      const details = fe.validation.map((v) => ({ field: `${fe.validationContext ?? 'body'}${v.instancePath}`.replace(/\//g, '.'), problem: problemOf(v), ...(v.params && 'additionalProperty' in v.params ? { unknownField: v.params.additionalProperty } : {}) }));
       const first = details[0]!;
       const text = first.unknownField ? `${first.field}: unknown field "${String(first.unknownField)}"` : `${first.field} ${first.problem}`;
       return reply.status(400).send(errorBody('invalid_request', text, details));
@@ -159,7 +163,11 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
     };
     const code = (fe.code && map[fe.code]) || (fe.statusCode === 400 ? 'invalid_request' : undefined);
     if (code) {
-      const message = code === 'payload_too_large' ? `The request body is larger than ${ctx.config.api.bodyLimitBytes} bytes.` : fe.message.replace(/^FST_\w+:\s*/, '');
+      const message = code === 'payload_too_large'
+        ? `The request body is larger than ${ctx.config.api.bodyLimitBytes} bytes.`
+        : fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+          ? `Send the body as JSON with Content-Type: application/json (got ${JSON.stringify(req.headers['content-type'] ?? 'none')}).`
+          : fe.message.replace(/^FST_\w+:\s*/, '');
       return reply.status(code === 'payload_too_large' ? 413 : 400).send(errorBody(code, message));
     }
     req.log.error({ err }, 'request failed');

@@ -1,99 +1,124 @@
 #!/usr/bin/env node
+import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../config/load.js';
-import { createLogger } from '../ops/logger.js';
-import { createDaemon } from '../daemon.js';
 import { MailsyncError } from '../errors.js';
+import { GLOBAL_OPTIONS, UsageError, type Command, type CommandIo } from './command.js';
 
-const HELP = `mailsync — sync applicant-tracking email threads from recruiters' mailboxes
+/**
+ * The commands of `mailsync`, in the order `--help` lists them. Adding a command is one line
+ * here and a module under `commands/` whose default export is a `Command`.
+ */
+const COMMANDS: Array<() => Promise<{ default: Command }>> = [
+  () => import('./commands/serve.js'),
+  () => import('./commands/config-check.js'),
+];
 
-Usage:
-  mailsync serve [--config FILE] [--pretty]   start the daemon (embedded defaults without --config)
-  mailsync config check [--config FILE]       validate a config file and print the effective
-                                              configuration with secrets redacted (exit 0 when valid)
-  mailsync --help | --version
-
+const INTRO = `mailsync — sync applicant-tracking email threads from recruiters' mailboxes`;
+const OUTRO = `Global options: --config FILE (-c), --pretty, --help (-h). \`mailsync <command> --help\` says more.
 Every option can also be set by an environment variable: MAILSYNC_ and the key path in
 upper case with _ between parts (api.port → MAILSYNC_API_PORT). See config/example.yaml.
 `;
 
-async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      config: { type: 'string', short: 'c' },
-      pretty: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-      version: { type: 'boolean', short: 'v' },
-    },
-  });
-  if (values.version) {
-    const { createRequire } = await import('node:module');
-    const pkg = createRequire(import.meta.url)('../../../package.json') as { version: string };
-    process.stdout.write(`${pkg.version}\n`);
-    return 0;
+async function loadCommands(): Promise<Command[]> {
+  return Promise.all(COMMANDS.map(async (load) => (await load()).default));
+}
+
+function overview(commands: Command[]): string {
+  const lines = commands.map((c) => `  mailsync ${c.name} ${c.usage}`.trimEnd() + `\n      ${c.summary}`);
+  return `${INTRO}\n\nUsage:\n${lines.join('\n')}\n  mailsync --help | --version\n\n${OUTRO}`;
+}
+
+function commandHelp(c: Command): string {
+  return `Usage: mailsync ${c.name} ${c.usage}\n\n${c.summary}.\n${c.help ? `\n${wrap(c.help, 92)}\n` : ''}\n${OUTRO}`;
+}
+
+function wrap(text: string, width: number): string {
+  return text.split('\n').map((para) => {
+    const out: string[] = [];
+    let line = '';
+    for (const w of para.split(' ')) {
+      if (line && line.length + 1 + w.length > width) {
+        out.push(line);
+        line = w;
+      } else line = line ? `${line} ${w}` : w;
+    }
+    return [...out, line].join('\n');
+  }).join('\n');
+}
+
+/** The command named by the longest run of leading words (`events list` before `events`). */
+function findCommand(commands: Command[], words: string[]): { command: Command; rest: string[] } | null {
+  let best: { command: Command; rest: string[] } | null = null;
+  for (const c of commands) {
+    const parts = c.name.split(' ');
+    if (parts.every((p, i) => words[i] === p) && (!best || parts.length > best.command.name.split(' ').length)) {
+      best = { command: c, rest: words.slice(parts.length) };
+    }
   }
-  const [command, sub] = positionals;
-  if (values.help || !command) {
-    process.stdout.write(HELP);
-    return command || values.help ? 0 : 2;
+  return best;
+}
+
+async function main(argv: string[], io: CommandIo): Promise<number> {
+  const commands = await loadCommands();
+  // the words before the first option name the command; its own options are known only then
+  const words: string[] = [];
+  for (const a of argv) {
+    if (a.startsWith('-')) break;
+    words.push(a);
   }
-  if (command === 'config' && sub === 'check') {
-    const { redacted, warnings } = loadConfig({ file: values.config });
-    process.stdout.write(`${redacted()}\n`);
-    for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
-    process.stderr.write(`configuration ${values.config ? values.config : '(embedded defaults)'} is valid\n`);
-    return 0;
-  }
-  if (command === 'config') {
-    process.stderr.write(`"mailsync config" needs a subcommand: mailsync config check [--config FILE]\n`);
+  if (words.length === 0) {
+    const { values } = parseArgs({ args: argv, allowPositionals: true, strict: false, options: { ...GLOBAL_OPTIONS, version: { type: 'boolean', short: 'v' } } });
+    if (values.version) {
+      const pkg = createRequire(import.meta.url)('../../../package.json') as { version: string };
+      io.stdout.write(`${pkg.version}\n`);
+      return 0;
+    }
+    if (values.help) {
+      io.stdout.write(overview(commands));
+      return 0;
+    }
+    io.stderr.write(overview(commands));
     return 2;
   }
-  if (command === 'serve') return serve(values.config, values.pretty ?? process.stdout.isTTY === true);
-  process.stderr.write(`unknown command "${positionals.join(' ')}"\n\n${HELP}`);
-  return 2;
-}
-
-async function serve(file: string | undefined, pretty: boolean): Promise<number> {
-  const { config, warnings } = loadConfig({ file });
-  const log = createLogger({ level: config.log.level, pretty: pretty || config.log.pretty });
-  for (const w of warnings) log.warn(w);
-  const daemon = createDaemon(config, log);
-  let signals = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    signals++;
-    if (signals > 1) {
-      log.warn({ signal: sig }, 'second signal: exiting at once');
-      process.exit(1);
+  const found = findCommand(commands, words);
+  if (!found) {
+    const group = commands.filter((c) => c.name.startsWith(`${words[0]} `));
+    if (group.length && words.length === 1) {
+      io.stderr.write(`"mailsync ${words[0]}" needs a subcommand: ${group.map((c) => `mailsync ${c.name}`).join(', ')}\n`);
+    } else {
+      io.stderr.write(`unknown command "${words.join(' ')}"\n\n${overview(commands)}`);
     }
-    log.info({ signal: sig }, 'stopping: finishing work in flight');
-    const force = setTimeout(() => {
-      log.error('stopping took longer than 30 s: exiting');
-      process.exit(1);
-    }, 30_000);
-    force.unref();
-    daemon.stop().then(() => process.exit(0), () => process.exit(1));
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-  try {
-    await daemon.start();
-  } catch (err) {
-    log.fatal({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, 'mailsync could not start');
-    await daemon.stop().catch(() => undefined);
-    return 1;
+    return 2;
   }
-  return new Promise<number>(() => {}); // runs until a signal
+  const { command } = found;
+  const parsed = parseArgs({ args: argv.slice(command.name.split(' ').length), allowPositionals: true, options: { ...GLOBAL_OPTIONS, ...command.options } });
+  if (parsed.values.help) {
+    io.stdout.write(commandHelp(command));
+    return 0;
+  }
+  const { min, max } = command.positionals ?? { min: 0, max: 0 };
+  if (parsed.positionals.length < min || parsed.positionals.length > max) {
+    io.stderr.write(`${parsed.positionals.length < min ? 'missing argument' : `unexpected argument "${parsed.positionals[max]}"`}\nUsage: mailsync ${command.name} ${command.usage}\n`);
+    return 2;
+  }
+  try {
+    return await command.run({ values: parsed.values, positionals: parsed.positionals, io });
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr.write(`${err.message}\nUsage: mailsync ${command.name} ${command.usage}\n`);
+      return 2;
+    }
+    throw err;
+  }
 }
 
-main(process.argv.slice(2)).then(
+main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env }).then(
   (code) => {
     if (code !== 0) process.exitCode = code;
   },
   (err) => {
-    const msg = err instanceof MailsyncError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? (err as Error).message : (err as Error).stack;
-    process.stderr.write(`mailsync: ${msg}\n`);
+    const known = err instanceof MailsyncError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    process.stderr.write(`mailsync: ${known ? (err as Error).message : (err as Error).stack}\n`);
     process.exitCode = err instanceof MailsyncError ? 1 : 2;
   },
 );

@@ -33,7 +33,7 @@ function addFormats(): void {
     // would switch a safety option ON): only the spellings below are accepted.
     boolean: {
       validate(v: unknown) {
-        if (typeof v !== 'boolean') throw new Error('must be true or false');
+        if (typeof v !== 'boolean') throw new Error('must be true or false (yes/no, on/off and 1/0 are accepted too)');
       },
       coerce: (v: unknown) => {
         if (typeof v !== 'string') return v;
@@ -86,6 +86,20 @@ function addFormats(): void {
         }
         if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('must be an http(s) URL or empty');
       },
+    },
+    // convict's own messages for these ("ports must be within range 0 - 65535") do not say that
+    // "8025.5" or "eighty" fail because they are not whole numbers
+    port: {
+      validate(v: unknown) {
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 65535) throw new Error(`must be a whole number from 0 to 65535`);
+      },
+      coerce: (v: unknown) => (typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : v),
+    },
+    nat: {
+      validate(v: unknown) {
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new Error(`must be a whole number, 0 or more`);
+      },
+      coerce: (v: unknown) => (typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : v),
     },
     ratio: {
       validate(v: unknown) {
@@ -160,7 +174,29 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   if (config.store.key && !/^[0-9a-f]{64}$/i.test(config.store.key)) {
     throw new MailsyncError('MAILSYNC_ERR_CONFIG', 'invalid configuration:\n  store.key: must be 64 hexadecimal characters (32 bytes)');
   }
-  return { config, redacted: () => conf.toString(), warnings: configWarnings(config, env) };
+  return { config, redacted: () => redactedText(config), warnings: configWarnings(config, env) };
+}
+
+const REDACTED = '[redacted]';
+
+/**
+ * The effective config as JSON with every secret replaced, keeping what an operator needs to
+ * check: whether a secret is set at all ("" stays ""), how many tokens there are, which SMTP
+ * logins exist (their passwords hidden).
+ */
+function redactedText(config: Config): string {
+  const copy = JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
+  for (const { path: p, spec } of listOptions()) {
+    if (!spec.sensitive) continue;
+    const parent = p.slice(0, -1).reduce<Record<string, unknown>>((o, k) => o[k] as Record<string, unknown>, copy);
+    const key = p[p.length - 1]!;
+    const v = parent[key];
+    if (v === '' || (Array.isArray(v) && v.length === 0)) continue;
+    parent[key] = Array.isArray(v)
+      ? v.map((item: unknown) => (typeof item === 'object' && item !== null ? { ...item, pass: REDACTED } : REDACTED))
+      : REDACTED;
+  }
+  return JSON.stringify(copy, null, 2);
 }
 
 const OPTIONS = listOptions();

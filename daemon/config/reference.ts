@@ -52,7 +52,7 @@ export function exampleYaml(): string {
 
 export function markdownReference(): string {
   const rows = listOptions().map(({ path, spec }) => {
-    const def = spec.sensitive && spec.default !== '' ? '*(secret)*' : `\`${JSON.stringify(spec.default)}\``;
+    const def = `\`${JSON.stringify(spec.default)}\`${spec.sensitive && spec.default !== '' ? ' (a placeholder: set your own)' : ''}`;
     return `| \`${path.join('.')}\` | \`${envName(path)}\` | ${def} | ${spec.doc.replace(/\|/g, '\\|')} |`;
   });
   return [

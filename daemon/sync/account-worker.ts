@@ -162,7 +162,9 @@ export class AccountWorker {
       // without implicit TLS: STARTTLS when offered; required unless plaintext is allowed
       doSTARTTLS: mbx.imap.secure ? undefined : s.allowPlaintext ? undefined : true,
       auth: { user: auth.user, pass: auth.pass },
-      logger: this.#log.child({ component: 'imap' }, { level: this.#log.isLevelEnabled('debug') ? 'debug' : 'warn' }) as never,
+      // imapflow logs every failed connection at error level with a stack; the worker already
+      // logs each failure once, classified, so imapflow's own lines show only when debugging
+      logger: this.#log.child({ lib: 'imapflow' }, { level: this.#log.isLevelEnabled('debug') ? 'debug' : 'fatal' }) as never,
       disableAutoIdle: true,
       clientInfo: { name: 'mailsync' },
       connectionTimeout: s.connectTimeoutMs,

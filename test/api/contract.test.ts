@@ -99,6 +99,14 @@ t.test('API contract: authentication, acting user, validation', async (t) => {
     t.match(noEmail.body.error.message, /email/, 'the message names the missing field');
     const badEmail = await d.api<ErrorBody>('PUT', '/v1/users/u4', { body: { email: 'not an address' } });
     assertError(t, badEmail, 400, 'invalid_request', 'malformed email');
+    t.match(badEmail.body.error.message, /body\.email must be an email address like name@example\.com/, 'the message says what an email address looks like, not a regular expression');
+    const wrongAuth = await d.api<ErrorBody>('PUT', '/v1/users/u2/mailbox', { actingUser: 'u2', body: { imap: { host: 'imap.example.com', port: 993, secure: true, auth: { username: 'sam', password: 'p4ss-do-not-echo' } } } });
+    assertError(t, wrongAuth, 400, 'invalid_request', 'auth with the wrong field names');
+    t.match(wrongAuth.body.error.message, /body\.imap\.auth/, 'the message points at imap.auth');
+    t.notOk(wrongAuth.raw.toString().includes('p4ss-do-not-echo'), 'the password is not echoed');
+    const noType = await d.api<ErrorBody>('PUT', '/v1/users/u4', { body: 'email=a@example.com', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    assertError(t, noType, 400, 'invalid_request', 'a form body instead of JSON');
+    t.match(noType.body.error.message, /Content-Type: application\/json/, 'the message names the content type to send');
     const notJson = await d.api('PUT', '/v1/users/u4', { body: '{"email": ', headers: { 'content-type': 'application/json' } });
     assertError(t, notJson, 400, 'invalid_request', 'body that is not JSON');
     assertError(t, await d.api('GET', '/v1/users/u1/mailbox', { actingUser: 'u1', role: 'owner' }), 400, 'invalid_request', 'unknown X-Acting-Role');

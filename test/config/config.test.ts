@@ -135,16 +135,36 @@ t.test('serve with no file runs on the embedded defaults: store ./data, API on 1
   t.pass('every log line is JSON');
 });
 
+t.test('an API port already in use stops serve with a message that says which option to change', async (t) => {
+  const cwd = tempDir(t);
+  const blocker = net.createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => blocker.close());
+  const port = (blocker.address() as net.AddressInfo).port;
+  const res = spawnSync(process.execPath, [cli, 'serve'], { cwd, env: { PATH: process.env.PATH ?? '', MAILSYNC_API_PORT: String(port) }, encoding: 'utf8', timeout: 20_000 });
+  t.equal(res.status, 1, 'serve exits 1');
+  t.match(res.stdout + res.stderr, new RegExp(`127\\.0\\.0\\.1:${port} is already in use.*MAILSYNC_API_PORT`), 'and names the address and the option');
+});
+
 t.test('booleans from env or file: only true/false spellings, never "anything but false is true"', async (t) => {
   for (const [value, expected] of [['0', false], ['no', false], ['off', false], ['false', false], ['1', true], ['yes', true], ['on', true], ['TRUE', true]] as const) {
     t.equal(loadConfig({ env: { MAILSYNC_SYNC_ALLOWPLAINTEXT: value } }).config.sync.allowPlaintext, expected, `MAILSYNC_SYNC_ALLOWPLAINTEXT=${value} → ${expected}`);
   }
   t.equal(loadConfig({ env: { MAILSYNC_STORE_ENCRYPTCONTENT: 'no' } }).config.store.encryptContent, false, 'encryptContent can be switched off with "no"');
-  t.throws(() => loadConfig({ env: { MAILSYNC_SYNC_ALLOWPLAINTEXT: 'maybe' } }), /sync\.allowPlaintext: must be true or false \(from MAILSYNC_SYNC_ALLOWPLAINTEXT="maybe"\)/, 'an unknown spelling is an error naming the variable and value');
+  t.throws(() => loadConfig({ env: { MAILSYNC_SYNC_ALLOWPLAINTEXT: 'maybe' } }), /sync\.allowPlaintext: must be true or false .*\(from MAILSYNC_SYNC_ALLOWPLAINTEXT="maybe"\)/, 'an unknown spelling is an error naming the variable and value');
   const file = write(t, 'bool.yaml', 'sync:\n  allowPlaintext: maybe\n');
   const res = run(['config', 'check', '--config', file]);
   t.equal(res.code, 1, '"maybe" in a file is invalid');
   t.match(res.stderr, /sync\.allowPlaintext: must be true or false/);
+});
+
+t.test('numbers that are not whole numbers are refused with a message that says so', async (t) => {
+  const file = write(t, 'nums.yaml', 'api:\n  port: 8025.5\nsync:\n  fetchBatchSize: eighty\n');
+  const res = run(['config', 'check', '--config', file]);
+  t.equal(res.code, 1, 'the file is invalid');
+  t.match(res.stderr, /api\.port: must be a whole number from 0 to 65535/, 'a fractional port is named as such');
+  t.match(res.stderr, /sync\.fetchBatchSize: must be a whole number/, 'a word where a count belongs is named as such');
+  t.equal(loadConfig({ env: { MAILSYNC_API_PORT: ' 9000 ' } }).config.api.port, 9000, 'a port from the environment is read as a number');
 });
 
 t.test('bad values from the environment name the variable; secrets stay hidden', async (t) => {

@@ -126,7 +126,7 @@ export async function startDaemon(t: Test, opts: { overrides?: Record<string, un
     if (o.token !== null) headers.authorization = `Bearer ${o.token ?? TOKEN}`;
     if (o.actingUser) headers['x-acting-user'] = o.actingUser;
     if (o.role) headers['x-acting-role'] = o.role;
-    if (o.body !== undefined) headers['content-type'] = 'application/json';
+    if (o.body !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) headers['content-type'] = 'application/json';
     const res = await fetch(`${daemon.apiUrl}${url}`, { method, headers, body: o.body === undefined ? undefined : typeof o.body === 'string' ? o.body : JSON.stringify(o.body) });
     const raw = Buffer.from(await res.arrayBuffer());
     let body: unknown = null;
