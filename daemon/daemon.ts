@@ -11,9 +11,12 @@ import { normaliseAddress } from './threads/addresses.js';
 import { isAtsDomainId } from './threads/matching.js';
 import { Ingestor } from './sync/ingestor.js';
 import { SyncSupervisor } from './sync/supervisor.js';
+import { MailboxLogins } from './sync/oauth2-tokens.js';
+import { ConnectionGate } from './sync/imap-connect.js';
 import { WebhookDispatcher } from './events/dispatcher.js';
 import { buildApi } from './api/server.js';
 import { Metrics } from './ops/metrics.js';
+import { mailboxStateCounts } from './ops/status.js';
 import { MailsyncError } from './errors.js';
 
 /**
@@ -37,6 +40,8 @@ export interface DaemonParts {
   dispatcher: WebhookDispatcher | null;
   api: FastifyInstance;
   metrics: Metrics;
+  /** Fresh logins (OAuth2 access tokens refreshed) for IMAP and the relay's SMTP. */
+  logins: MailboxLogins;
 }
 
 export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metrics } = {}): Daemon {
@@ -51,15 +56,22 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
     const store = await Store.open({ path: config.store.path, masterKey, encryptContent: config.store.encryptContent });
     const outbox = new Outbox(store, { push: !!config.webhooks.url });
     await outbox.init();
-    const normalise = (a: string) => normaliseAddress(a);
+    const domainRules = Object.fromEntries(config.addresses.domainRules.map(({ domain, ...rule }) => [domain, { ...rule, tagSeparator: rule.tagSeparator ?? null }]));
+    const normalise = (a: string) => normaliseAddress(a, domainRules);
     const accounts = new Accounts(store, outbox, normalise);
     const domains = config.ats.messageIdDomains;
     const threads = new Threads(store, outbox, accounts, { isAtsKey: (k) => isAtsDomainId(k, domains), normalise, maxRawBytes: config.store.maxRawBytes });
     let supervisor: SyncSupervisor | null = null;
     const ingestor = new Ingestor(threads, log.child({ component: 'ingest' }), { parseTimeoutMs: config.sync.parseTimeoutMs, onStored: (_keys, _ctx, reconsider) => supervisor?.onStored(reconsider) });
     const s = config.sync;
+    const o = config.oauth2;
+    const logins = new MailboxLogins({
+      store, accounts, log: log.child({ component: 'oauth2' }),
+      observe: (provider, outcome) => metrics.oauthRefreshes.inc({ provider, outcome }),
+      settings: { refreshMarginMs: o.refreshMarginSeconds * 1000, timeoutMs: o.timeoutMs, providers: { google: o.google, microsoft: o.microsoft, custom: o.custom } },
+    });
     supervisor = new SyncSupervisor({
-      store, accounts, threads, ingestor,
+      store, accounts, threads, ingestor, logins, gate: new ConnectionGate(s.maxConnectionsPerUser),
       settings: {
         allowPlaintext: s.allowPlaintext,
         tlsCa: s.tlsCaFile ? fs.readFileSync(s.tlsCaFile) : null,
@@ -77,6 +89,7 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
         fetched: (n) => metrics.messagesFetched.inc(n),
         stored: (n) => metrics.messagesStored.inc(n),
         connected: (up) => (up ? metrics.connections.inc() : metrics.connections.dec()),
+        lag: (seconds) => metrics.syncLag.observe(seconds),
       },
     }, log);
     const w = config.webhooks;
@@ -86,8 +99,17 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
         metrics.webhookLatency.observe(seconds);
       })
       : null;
-    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log });
-    parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics };
+    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins });
+    parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, logins };
+    const sup = supervisor;
+    metrics.readFrom({
+      mailboxStates: () => mailboxStateCounts(accounts),
+      outboxDepth: async () => (await outbox.queued(1_000_000)).length,
+      oldestFolderCheckSeconds: () => {
+        const oldest = sup.oldestFolderCheck();
+        return oldest === null ? null : Math.max(0, (Date.now() - oldest) / 1000);
+      },
+    });
     await dispatcher?.start();
     try {
       await api.listen({ host: config.api.host, port: config.api.port });

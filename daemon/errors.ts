@@ -40,6 +40,7 @@ export const INTERNAL_ERRORS = {
   MAILSYNC_ERR_PROTOCOL: { status: 500, retryable: true, message: 'The mail server answered something unexpected.' },
   MAILSYNC_ERR_NO_FOLDER: { status: 500, retryable: true, message: 'A folder to sync was not found.' },
   MAILSYNC_ERR_PARSE: { status: 500, retryable: false, message: 'A message could not be parsed.' },
+  MAILSYNC_ERR_BACKUP: { status: 500, retryable: false, message: 'A backup cannot be written or restored.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type InternalErrorCode = keyof typeof INTERNAL_ERRORS;

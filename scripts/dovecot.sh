@@ -6,7 +6,7 @@
 # thrown away with `rm -rf`. Relative --dir values are resolved against the
 # current directory; the default is <repo>/.run/dovecot.
 #
-#   scripts/dovecot.sh start    [--dir DIR] [--port N] [--tls-port N] [--lease PID]
+#   scripts/dovecot.sh start    [--dir DIR] [--port N] [--tls-port N] [--lease PID] [--oauth2-url URL]
 #   scripts/dovecot.sh stop     [--dir DIR] [--lease PID]
 #   scripts/dovecot.sh status   [--dir DIR]        (exit 3 when not running)
 #   scripts/dovecot.sh add-user NAME PASSWORD [--dir DIR]
@@ -15,6 +15,8 @@
 # test helpers (test/helpers/dovecot.ts) read it. --lease PID lets several test
 # runs share one instance: `stop --lease PID` only stops it once no other live
 # process holds a lease. A plain `stop` always stops it.
+# --oauth2-url URL also accepts XOAUTH2 logins: Dovecot's oauth2 passdb POSTs each
+# access token to URL (RFC 7662 introspection) and expects {"active":true,"username":...}.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,17 +28,19 @@ usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2;
 # ---------------------------------------------------------------- arguments
 [[ $# -ge 1 ]] || usage
 CMD=$1; shift
-DIR="$REPO_ROOT/.run/dovecot"; PORT=""; TLS_PORT=""; LEASE=""; ARGS=()
+DIR="$REPO_ROOT/.run/dovecot"; PORT=""; TLS_PORT=""; LEASE=""; OAUTH2_URL=""; ARGS=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
     --port) PORT=${2:?--port needs a value}; shift 2 ;;
     --tls-port) TLS_PORT=${2:?--tls-port needs a value}; shift 2 ;;
     --lease) LEASE=${2:?--lease needs a value}; shift 2 ;;
+    --oauth2-url) OAUTH2_URL=${2:?--oauth2-url needs a value}; shift 2 ;;
     -h|--help) usage ;;
     *) ARGS+=("$1"); shift ;;
   esac
 done
+[[ -z $OAUTH2_URL || $OAUTH2_URL =~ ^https?://[A-Za-z0-9.:/_-]+$ ]] || die "--oauth2-url must be a plain http(s) URL: $OAUTH2_URL"
 for n in "$PORT" "$TLS_PORT" "$LEASE"; do
   [[ -z $n || $n =~ ^[0-9]+$ ]] || die "--port, --tls-port and --lease take numbers: $n"
 done
@@ -120,6 +124,30 @@ ensure_dovecot() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-imapd
 }
 
+oauth2_conf() {  # with --oauth2-url: XOAUTH2 logins checked by token introspection
+  [[ -n $OAUTH2_URL ]] || { echo "auth_mechanisms = plain login"; return; }
+  cat >"$DIR/dovecot-oauth2.conf.ext" <<EOF
+introspection_mode = post
+introspection_url = $OAUTH2_URL
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
+EOF
+  chgrp dovecot "$DIR/dovecot-oauth2.conf.ext"; chmod 640 "$DIR/dovecot-oauth2.conf.ext"
+  # Only XOAUTH2 is offered (not OAUTHBEARER), so clients take the mechanism Gmail and
+  # Microsoft 365 both speak. Passwords keep working for seeding mail.
+  cat <<EOF
+auth_mechanisms = plain login xoauth2
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2
+  args = $DIR/dovecot-oauth2.conf.ext
+}
+EOF
+}
+
 write_conf() {
   # Self-contained: nothing from /etc/dovecot is included.
   cat >"$CONF.tmp" <<EOF
@@ -141,7 +169,7 @@ ssl = yes
 ssl_cert = <$DIR/cert.pem
 ssl_key = <$DIR/key.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+$(oauth2_conf)
 
 # The master runs as root; mail is owned by the system "mail" user (uid 8),
 # which is below Dovecot's default first_valid_uid of 500.
@@ -154,6 +182,7 @@ first_valid_uid = 8
 passdb {
   driver = passwd-file
   args = scheme=PLAIN $USERS
+  mechanisms = plain login
 }
 userdb {
   driver = static

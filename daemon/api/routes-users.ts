@@ -37,6 +37,12 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
     if (!isSelf(req.actor, userId)) throw new ApiError('forbidden', 'Only the user themselves can grant access to their mailbox (X-Acting-User must be this user).');
     if (!(await ctx.accounts.getUser(userId))) throw new ApiError('not_found', `No user ${userId}: register it first with PUT /v1/users/${userId}.`);
     const body = req.body;
+    for (const [name, server] of [['imap', body.imap], ['smtp', body.smtp]] as const) {
+      const auth = server?.auth;
+      if (auth && 'oauth2' in auth && !auth.oauth2.accessToken && !auth.oauth2.refreshToken) {
+        throw new ApiError('invalid_request', `${name}.auth.oauth2 needs an accessToken, a refreshToken or both.`);
+      }
+    }
     await assertResolves(body.imap.host, 'imap.host');
     if (body.smtp) await assertResolves(body.smtp.host, 'smtp.host');
     const since = body.syncSince ? new Date(body.syncSince) : new Date(Date.now() - ctx.config.sync.initialWindowDays * 86_400_000);

@@ -14,12 +14,15 @@ import type { Role } from '../store/records.js';
 import type { SyncSupervisor } from '../sync/supervisor.js';
 import type { WebhookDispatcher } from '../events/dispatcher.js';
 import type { Metrics } from '../ops/metrics.js';
+import type { LoginAuth } from '../sync/oauth2-tokens.js';
 import { ID_PATTERN, PATTERN_MEANINGS } from './schemas.js';
 import type { Actor } from './acl.js';
 import { registerUserRoutes } from './routes-users.js';
 import { registerCandidateRoutes } from './routes-candidates.js';
 import { registerThreadRoutes } from './routes-threads.js';
 import { registerEventRoutes } from './routes-events.js';
+import { registerAdminRoutes } from './routes-admin.js';
+import { registerStatusRoutes } from './routes-status.js';
 
 export interface ApiContext {
   config: Config;
@@ -34,6 +37,10 @@ export interface ApiContext {
   isReady: () => boolean;
   /** Relay hooks added by the SMTP module when it runs. */
   log: Logger;
+  /** Messages waiting in the relay's queue, when the relay runs (status page, admin API). */
+  relayQueueDepth?: () => Promise<number> | number;
+  /** Fresh IMAP logins (OAuth2 tokens refreshed), for `mailsync doctor` through the API. */
+  logins?: { login(userId: string, protocol: 'imap'): Promise<{ auth: LoginAuth }> };
 }
 
 declare module 'fastify' {
@@ -56,7 +63,7 @@ export function tokenMatches(given: string, tokens: readonly string[]): boolean 
   return ok;
 }
 
-function bearer(req: FastifyRequest): string | null {
+export function bearer(req: FastifyRequest): string | null {
   const h = req.headers.authorization;
   if (typeof h !== 'string') return null;
   const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
@@ -197,5 +204,7 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   registerCandidateRoutes(app, ctx);
   registerThreadRoutes(app, ctx);
   registerEventRoutes(app, ctx);
+  registerAdminRoutes(app, ctx);
+  registerStatusRoutes(app, ctx);
   return app;
 }

@@ -11,9 +11,19 @@ import { GLOBAL_OPTIONS, UsageError, type Command, type CommandIo } from './comm
 const COMMANDS: Array<() => Promise<{ default: Command }>> = [
   () => import('./commands/serve.js'),
   () => import('./commands/config-check.js'),
+  () => import('./commands/doctor.js'),
+  () => import('./commands/users.js'),
+  () => import('./commands/events-list.js'),
+  () => import('./commands/events-redeliver.js'),
+  () => import('./commands/backup.js'),
+  () => import('./commands/restore.js'),
 ];
 
 const INTRO = `mailsync — sync applicant-tracking email threads from recruiters' mailboxes`;
+const STORE_NOTE = `Commands that read the store (users, events, backup) open it themselves when no daemon runs;
+while the daemon runs (it holds the store) they ask its API at api.host:api.port with the first
+of api.tokens, so give them the daemon's configuration. restore needs the daemon stopped.
+`;
 const OUTRO = `Global options: --config FILE (-c), --pretty, --help (-h). \`mailsync <command> --help\` says more.
 Every option can also be set by an environment variable: MAILSYNC_ and the key path in
 upper case with _ between parts (api.port → MAILSYNC_API_PORT). See config/example.yaml.
@@ -25,7 +35,7 @@ async function loadCommands(): Promise<Command[]> {
 
 function overview(commands: Command[]): string {
   const lines = commands.map((c) => `  mailsync ${c.name} ${c.usage}`.trimEnd() + `\n      ${c.summary}`);
-  return `${INTRO}\n\nUsage:\n${lines.join('\n')}\n  mailsync --help | --version\n\n${OUTRO}`;
+  return `${INTRO}\n\nUsage:\n${lines.join('\n')}\n  mailsync --help | --version\n\n${STORE_NOTE}\n${OUTRO}`;
 }
 
 function commandHelp(c: Command): string {

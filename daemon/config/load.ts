@@ -11,6 +11,8 @@ export type Config = ConfigOf<typeof schema>;
 
 let formatsAdded = false;
 
+const DOMAIN_RE = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/;
+
 function addFormats(): void {
   if (formatsAdded) return;
   formatsAdded = true;
@@ -71,6 +73,26 @@ function addFormats(): void {
           }
           const extra = Object.keys(c).filter((k) => k !== 'user' && k !== 'pass');
           if (extra.length) throw new Error(`unknown field ${extra.map((k) => `"${k}"`).join(', ')} in an entry (only user and pass)`);
+        }
+      },
+      coerce: parseJsonIfString,
+    },
+    'domain-rules': {
+      validate(v: unknown) {
+        if (!Array.isArray(v)) throw new Error('must be a list of {domain, ignoreDots, tagSeparator, canonicalDomain}');
+        const seen = new Set<string>();
+        for (const rule of v as unknown[]) {
+          if (typeof rule !== 'object' || rule === null) throw new Error('every entry must be {domain, ignoreDots, tagSeparator, canonicalDomain}');
+          const r = rule as Record<string, unknown>;
+          const domain = String(r.domain);
+          if (typeof r.domain !== 'string' || !DOMAIN_RE.test(r.domain)) throw new Error(`"${domain}" is not a lower-case domain name like example.com`);
+          if (seen.has(domain)) throw new Error(`${domain} is listed twice`);
+          seen.add(domain);
+          const extra = Object.keys(r).filter((k) => !['domain', 'ignoreDots', 'tagSeparator', 'canonicalDomain'].includes(k));
+          if (extra.length) throw new Error(`${domain}: unknown field ${extra.map((k) => `"${k}"`).join(', ')} (only domain, ignoreDots, tagSeparator, canonicalDomain)`);
+          if (typeof r.ignoreDots !== 'boolean') throw new Error(`${domain}: ignoreDots must be true or false`);
+          if (!(r.tagSeparator === null || r.tagSeparator === undefined || (typeof r.tagSeparator === 'string' && r.tagSeparator.length === 1))) throw new Error(`${domain}: tagSeparator must be one character (such as "+") or null`);
+          if (r.canonicalDomain !== undefined && (typeof r.canonicalDomain !== 'string' || !DOMAIN_RE.test(r.canonicalDomain))) throw new Error(`${domain}: canonicalDomain must be a lower-case domain name`);
         }
       },
       coerce: parseJsonIfString,

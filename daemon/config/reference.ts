@@ -21,7 +21,7 @@ function wrap(text: string, width: number, indent: string): string[] {
 }
 
 function yamlValue(v: unknown): string {
-  return YAML.stringify(v, { flowCollectionPadding: false, collectionStyle: 'flow' }).trim();
+  return YAML.stringify(v, { flowCollectionPadding: false, collectionStyle: 'flow', lineWidth: 0 }).trim();
 }
 
 export function exampleYaml(): string {

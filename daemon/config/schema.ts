@@ -77,6 +77,40 @@ export const schema = {
       resetAfterSeconds: { doc: 'A connection must stay up this long before the backoff starts again from minMs, so a server that accepts and drops does not get hammered.', format: 'nat', default: 120 },
     },
     parseTimeoutMs: { doc: 'Longest time spent parsing one message; a message that takes longer is quarantined with a reason.', format: 'nat', default: 30_000 },
+    maxConnectionsPerUser: {
+      doc: 'IMAP connections mailsync opens at once to one mailbox. Providers count them together with the user\'s phone and desktop (Gmail allows about 15); imports and links share the sync connection.',
+      format: 'nat', default: 1,
+    },
+  },
+  oauth2: {
+    refreshMarginSeconds: { doc: 'An access token is refreshed this long before it expires, so no login starts with a token about to lapse.', format: 'nat', default: 60 },
+    timeoutMs: { doc: 'Longest wait for a token endpoint to answer a refresh.', format: 'nat', default: 15_000 },
+    google: {
+      tokenUrl: { doc: 'Token endpoint of Google (refresh grant) for accounts consented with provider "google".', format: 'url-or-empty', default: 'https://oauth2.googleapis.com/token' },
+      clientId: { doc: 'OAuth client id of the application the recruiters consented to at Google.', format: String, default: '' },
+      clientSecret: { doc: 'OAuth client secret of that application.', format: String, default: '', sensitive: true },
+    },
+    microsoft: {
+      tokenUrl: { doc: 'Token endpoint of Microsoft identity (refresh grant) for provider "microsoft"; put the tenant id in place of "common" to pin one tenant.', format: 'url-or-empty', default: 'https://login.microsoftonline.com/common/oauth2/v2.0/token' },
+      clientId: { doc: 'Application (client) id registered in Microsoft Entra.', format: String, default: '' },
+      clientSecret: { doc: 'Client secret of that application.', format: String, default: '', sensitive: true },
+      scope: { doc: 'Scopes asked for on refresh (Microsoft issues a token for these).', format: String, default: 'https://outlook.office365.com/IMAP.AccessAsUser.All https://outlook.office365.com/SMTP.Send offline_access' },
+    },
+    custom: {
+      tokenUrl: { doc: 'Token endpoint for provider "custom" (any OAuth2 server with a refresh grant); empty: such consents cannot refresh.', format: 'url-or-empty', default: '' },
+      clientId: { doc: 'Client id at the custom provider.', format: String, default: '' },
+      clientSecret: { doc: 'Client secret at the custom provider.', format: String, default: '', sensitive: true },
+    },
+  },
+  addresses: {
+    domainRules: {
+      doc: 'Provider rules for matching addresses to candidates and users, one entry per domain: {domain, ignoreDots, tagSeparator, canonicalDomain}. Case never matters anywhere. The default covers consumer Gmail (dots and +tags ignored, googlemail.com is gmail.com); setting this option replaces the whole list, so keep those entries to keep their rules. As an env var: JSON.',
+      format: 'domain-rules',
+      default: [
+        { domain: 'gmail.com', ignoreDots: true, tagSeparator: '+' },
+        { domain: 'googlemail.com', ignoreDots: true, tagSeparator: '+', canonicalDomain: 'gmail.com' },
+      ] as Array<{ domain: string; ignoreDots: boolean; tagSeparator: string | null; canonicalDomain?: string }>,
+    },
   },
   smtp: {
     submission: {

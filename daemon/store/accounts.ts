@@ -79,6 +79,20 @@ export class Accounts {
     });
   }
 
+  /**
+   * Replaces the sealed credentials of the current consent (a refreshed OAuth2 token, a rotated
+   * refresh token). Ignored when the consent changed meanwhile, so a refresh that raced a revoke
+   * or a new consent never brings old credentials back.
+   */
+  updateCredentials(userId: string, generation: number, sealedCredentials: string): Promise<boolean> {
+    return this.#store.exclusive(async () => {
+      const mbx = await this.getMailbox(userId);
+      if (!mbx || mbx.generation !== generation) return false;
+      await this.#store.batch().put(K.mailbox(userId), { ...mbx, sealedCredentials }).write();
+      return true;
+    });
+  }
+
   /** Revocation: the record with its sealed credentials is deleted, with all sync state. */
   revokeConsent(userId: string): Promise<MailboxRecord | undefined> {
     return this.#store.exclusive(async () => {

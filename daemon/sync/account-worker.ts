@@ -3,10 +3,12 @@ import type { Logger } from 'pino';
 import type { Accounts } from '../store/accounts.js';
 import type { Threads, Location } from '../store/threads.js';
 import type { Store } from '../store/store.js';
-import type { FolderState, MailboxCredentials, MailboxRecord, MailboxState, PasswordAuth } from '../store/records.js';
-import { MailsyncError } from '../errors.js';
+import type { FolderState, MailboxRecord, MailboxState } from '../store/records.js';
 import { Backoff } from './backoff.js';
 import { classifyError } from './error-classifier.js';
+import { connectImap, type ConnectionGate } from './imap-connect.js';
+import type { LoginAuth, MailboxLogins } from './oauth2-tokens.js';
+import { imapLogger, withProviderHints } from './provider-errors.js';
 import { chunk, fetchHeaderRecords, fetchSources, resolveFolders, toRanges, type WatchedFolder } from './imap-folders.js';
 import type { HeaderRecord, Ingestor } from './ingestor.js';
 
@@ -39,9 +41,19 @@ export interface WorkerDeps {
   ingestor: Ingestor;
   log: Logger;
   settings: WorkerSettings;
+  /** Passwords and fresh OAuth2 access tokens. */
+  logins: MailboxLogins;
+  /** The per-user connection cap (sync.maxConnectionsPerUser). */
+  gate: ConnectionGate;
   /** Untracked mail that may now belong to a thread, possibly in another user's mailbox. */
   routePending: (locations: Location[]) => void;
-  observe?: { fetched?: (n: number) => void; stored?: (n: number) => void; connected?: (up: boolean) => void };
+  observe?: {
+    fetched?: (n: number) => void;
+    stored?: (n: number) => void;
+    connected?: (up: boolean) => void;
+    /** Seconds from a message's arrival in the mailbox (INTERNALDATE) to it being handled live. */
+    lag?: (seconds: number) => void;
+  };
 }
 
 type Mode = 'initial' | 'live' | 'reconsider';
@@ -71,6 +83,8 @@ export class AccountWorker {
   #dirty = false;
   #reconsider: Location[] = [];
   #lastStateWrite = 0;
+  /** When each folder was last confirmed up to date with the server (epoch ms), for the status page. */
+  readonly checkedAt = new Map<string, number>();
 
   constructor(userId: string, generation: number, deps: WorkerDeps) {
     this.userId = userId;
@@ -123,16 +137,16 @@ export class AccountWorker {
       let upSince = 0;
       let minBackoff = 0;
       try {
-        const creds = this.#deps.store.openSecret<MailboxCredentials>(mbx.sealedCredentials);
-        const client = this.#newClient(mbx, creds);
-        this.#client = client;
-        await client.connect();
+        const client = await connectImap({
+          userId: this.userId, logins: this.#deps.logins, gate: this.#deps.gate, signal, log: this.#log,
+          make: (auth) => this.#newClient(mbx, auth), onClient: (c) => (this.#client = c),
+        });
         upSince = Date.now();
         this.#deps.observe?.connected?.(true);
         await this.#session(client, mbx);
       } catch (err) {
         if (signal.aborted) break;
-        const c = classifyError(err);
+        const c = classifyError(withProviderHints(err, this.#client));
         // A drop after the session was up is routine (server restarts, provider session
         // limits): reconnect quietly; the state changes only if reconnecting fails.
         const routine = upSince > 0 && c.state === 'unreachable';
@@ -151,20 +165,19 @@ export class AccountWorker {
     }
   }
 
-  #newClient(mbx: MailboxRecord, creds: MailboxCredentials): ImapFlow {
+  #newClient(mbx: MailboxRecord, auth: LoginAuth): ImapFlow {
     const s = this.#deps.settings;
-    const auth = creds.imap as PasswordAuth;
-    if (!('pass' in auth)) throw new MailsyncError('MAILSYNC_ERR_AUTH', 'only password logins are supported by this version');
+    const imapLog = imapLogger(this.#log.child({ lib: 'imapflow' }, { level: this.#log.isLevelEnabled('debug') ? 'debug' : 'fatal' }));
     const client = new ImapFlow({
       host: mbx.imap.host,
       port: mbx.imap.port,
       secure: mbx.imap.secure,
       // without implicit TLS: STARTTLS when offered; required unless plaintext is allowed
       doSTARTTLS: mbx.imap.secure ? undefined : s.allowPlaintext ? undefined : true,
-      auth: { user: auth.user, pass: auth.pass },
+      auth,
       // imapflow logs every failed connection at error level with a stack; the worker already
       // logs each failure once, classified, so imapflow's own lines show only when debugging
-      logger: this.#log.child({ lib: 'imapflow' }, { level: this.#log.isLevelEnabled('debug') ? 'debug' : 'fatal' }) as never,
+      logger: imapLog.logger as never,
       disableAutoIdle: true,
       clientInfo: { name: 'mailsync' },
       connectionTimeout: s.connectTimeoutMs,
@@ -172,6 +185,7 @@ export class AccountWorker {
       socketTimeout: s.socketTimeoutMs,
       tls: s.tlsCa ? { ca: s.tlsCa } : {},
     });
+    imapLog.attach(client);
     client.on('error', (err: Error) => this.#log.debug({ err: { message: err.message } }, 'imap connection error'));
     client.on('close', () => this.#poke());
     client.on('exists', () => this.#poke());
@@ -200,6 +214,7 @@ export class AccountWorker {
       await this.#catchUp(client, inbox, mbx);
       if (sent && Date.now() - lastSentPoll >= this.#deps.settings.sentPollMs) {
         lastSentPoll = Date.now();
+        const checked = Date.now();
         const st = await this.#deps.accounts.getFolder(this.userId, sent.path);
         const status = await client.status(sent.path, { uidNext: true, uidValidity: true });
         if (!st || !status || String(status.uidValidity) !== st.uidValidity || (status.uidNext ?? 0) > st.uidNext) {
@@ -207,6 +222,7 @@ export class AccountWorker {
           await client.mailboxOpen(inbox.path, { readOnly: true });
           await this.#catchUp(client, inbox, mbx);
         }
+        this.checkedAt.set(sent.path, checked);
       }
       if (Date.now() - this.#lastStateWrite > 60_000) await this.#setState('live', null, new Date().toISOString());
       const untilSentPoll = sent ? Math.max(0, this.#deps.settings.sentPollMs - (Date.now() - lastSentPoll)) : Infinity;
@@ -239,6 +255,7 @@ export class AccountWorker {
 
   /** New mail in the open INBOX since the stored watermark. */
   async #catchUp(client: ImapFlow, folder: WatchedFolder, mbx: MailboxRecord): Promise<void> {
+    const checked = Date.now();
     const st = await this.#deps.accounts.getFolder(this.userId, folder.path);
     const open = client.mailbox;
     if (!st || !open || String(open.uidValidity) !== st.uidValidity) {
@@ -247,9 +264,12 @@ export class AccountWorker {
       return;
     }
     const records = await fetchHeaderRecords(client, `${st.uidNext}:*`, st.uidNext, this.#deps.ingestor, (uid) => this.#locKey(folder.path, st.uidValidity, uid));
-    if (records.length === 0) return;
-    const tracked = await this.#deps.ingestor.decide(records);
-    await this.#process(client, folder, st, records, tracked, 'live', null);
+    if (records.length) {
+      this.#deps.observe?.fetched?.(records.length);
+      const tracked = await this.#deps.ingestor.decide(records);
+      await this.#process(client, folder, st, records, tracked, 'live', null);
+    }
+    this.checkedAt.set(folder.path, checked);
   }
 
   /**
@@ -258,6 +278,7 @@ export class AccountWorker {
    */
   async #syncFolders(client: ImapFlow, folders: WatchedFolder[], mbx: MailboxRecord, mode: Mode): Promise<void> {
     const plans: Array<{ folder: WatchedFolder; st: FolderState; records: HeaderRecord[]; uidNext: number }> = [];
+    const checked = Date.now();
     for (const folder of folders) {
       const opened = await client.mailboxOpen(folder.path, { readOnly: true });
       const uidValidity = String(opened.uidValidity);
@@ -298,6 +319,7 @@ export class AccountWorker {
       offset += plan.records.length;
       if (tracked.size) await client.mailboxOpen(plan.folder.path, { readOnly: true });
       await this.#process(client, plan.folder, plan.st, plan.records, tracked, mode, plan.uidNext);
+      this.checkedAt.set(plan.folder.path, checked);
     }
   }
 
@@ -338,6 +360,13 @@ export class AccountWorker {
     st.syncedAt = new Date().toISOString();
     if (mode !== 'reconsider') await accounts.putFolder(this.userId, this.generation, st);
     if (stored) this.#deps.observe?.stored?.(stored);
+    if (mode === 'live' && this.#deps.observe?.lag) {
+      // INTERNALDATE has whole seconds: the figure is good to about a second
+      for (const i of tracked) {
+        const at = records[i]?.internalDate?.getTime();
+        if (at) this.#deps.observe.lag(Math.max(0, (Date.now() - at) / 1000));
+      }
+    }
     if (records.length) this.#log.debug({ folder: folder.path, seen: records.length, tracked: tracked.size, stored, uidNext: st.uidNext }, 'folder synced');
   }
 

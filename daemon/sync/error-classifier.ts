@@ -1,4 +1,5 @@
 import type { MailboxState } from '../store/records.js';
+import { PROVIDER_RULES } from './provider-errors.js';
 
 /**
  * Turns what a connection attempt ended with into a mailbox state that a person can act on.
@@ -78,7 +79,7 @@ const RULES: Rule[] = [
 export function classifyError(err: unknown): Classified {
   const e = (err ?? {}) as ErrorLike;
   const text = `${e.responseText ?? ''} ${e.message ?? ''}`;
-  for (const rule of RULES) if (rule.test(e, text)) return rule.result(e);
+  for (const rule of [...PROVIDER_RULES, ...RULES]) if (rule.test(e, text)) return rule.result(e);
   return {
     state: 'unreachable', code: 'protocol_error', minBackoffMs: 0,
     message: `Sync with the mail server failed: ${(e.message ?? String(err)).slice(0, 300)}`,

@@ -36,9 +36,22 @@ export class SyncSupervisor {
     return this.#workers.has(userId);
   }
 
+  /** When each folder of a running worker was last confirmed up to date (epoch ms); undefined when none runs. */
+  folderChecks(userId: string): ReadonlyMap<string, number> | undefined {
+    return this.#workers.get(userId)?.checkedAt;
+  }
+
+  /** The oldest folder check over all running workers (epoch ms), or null when none has checked yet. */
+  oldestFolderCheck(): number | null {
+    let oldest: number | null = null;
+    for (const w of this.#workers.values()) for (const at of w.checkedAt.values()) if (oldest === null || at < oldest) oldest = at;
+    return oldest;
+  }
+
   /** (Re)starts the worker of a user after a consent. */
   async restart(userId: string): Promise<void> {
     await this.stopUser(userId);
+    this.#deps.logins.forget(userId);
     const mbx = await this.#deps.accounts.getMailbox(userId);
     if (mbx && !this.#stopped) this.#startWorker(userId, mbx.generation);
   }

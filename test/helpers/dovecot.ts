@@ -6,6 +6,7 @@
 import { execFileSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ImapFlow, type ImapFlowOptions } from 'imapflow'
@@ -24,6 +25,8 @@ export interface Account {
   user: string
   pass: string
   address: string
+  /** Set for accounts of a private instance (startPrivateDovecot); else the shared test instance. */
+  server?: DovecotEnv
 }
 
 export interface SnapshotMessage {
@@ -53,7 +56,7 @@ export function dovecotEnv(): DovecotEnv {
 
 /** ImapFlow options for a plain (non-TLS) loopback connection as `account`. */
 export function imapOptions(account: Account, extra: Partial<ImapFlowOptions> = {}): ImapFlowOptions {
-  const env = dovecotEnv()
+  const env = account.server ?? dovecotEnv()
   return {
     host: env.host,
     port: env.port,
@@ -82,13 +85,13 @@ export async function withClient<T>(account: Account, fn: (client: ImapFlow) => 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Creates a fresh Dovecot user and resolves once it can log in. */
-export async function createMailbox(prefix = 'user', pass = randomBytes(12).toString('hex')): Promise<Account> {
+export async function createMailbox(prefix = 'user', pass = randomBytes(12).toString('hex'), server?: DovecotEnv): Promise<Account> {
   if (!/^[A-Za-z0-9._-]+$/.test(prefix)) throw new Error(`invalid mailbox prefix: ${prefix}`)
   if (!/^[^:\r\n]+$/.test(pass)) throw new Error('a password must be non-empty without ":" or newlines')
   const user = `${prefix}-${randomBytes(6).toString('hex')}`
-  const account = { user, pass, address: `${user}@example.com` }
+  const account: Account = { user, pass, address: `${user}@example.com`, ...(server ? { server } : {}) }
   // One O_APPEND write per line, so parallel test processes never interleave.
-  fs.appendFileSync(dovecotEnv().usersFile, `${user}:{PLAIN}${account.pass}::::::\n`)
+  fs.appendFileSync((server ?? dovecotEnv()).usersFile, `${user}:{PLAIN}${account.pass}::::::\n`)
   // Dovecot re-stats the passwd-file at most once per wall-clock second, so a
   // login in the second of the append may not see the new line (and a failed
   // login costs auth_failure_delay = 2s). Waiting for the next second is cheaper.
@@ -149,6 +152,40 @@ export async function mailboxSnapshot(account: Account): Promise<Record<string, 
     }
     return snapshot
   })
+}
+
+/**
+ * A Dovecot of the test's own, in a fresh directory, stopped when the test ends. With
+ * `oauth2Url` it also accepts XOAUTH2 logins, checked by Dovecot's oauth2 passdb against that
+ * introspection endpoint (which the test runs).
+ */
+export async function startPrivateDovecot(t: { teardown: (fn: () => unknown) => void }, opts: { oauth2Url?: string } = {}): Promise<DovecotEnv> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailsync-dovecot-'))
+  // the mail user must be able to reach the mail tree inside it
+  fs.chmodSync(dir, 0o755)
+  const args = [path.join(repoRoot, 'scripts/dovecot.sh'), 'start', '--dir', dir, ...(opts.oauth2Url ? ['--oauth2-url', opts.oauth2Url] : [])]
+  // stdout ignored: the daemonised master would otherwise hold the pipe open
+  execFileSync('bash', args, { stdio: ['ignore', 'ignore', 'inherit'] })
+  t.teardown(() => {
+    execFileSync('bash', [path.join(repoRoot, 'scripts/dovecot.sh'), 'stop', '--dir', dir], { stdio: ['ignore', 'ignore', 'inherit'] })
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+  return JSON.parse(fs.readFileSync(path.join(dir, 'env.json'), 'utf8')) as DovecotEnv
+}
+
+/**
+ * Ends every IMAP session of `user` from the server side (as Gmail does about hourly).
+ * Returns false when the user had no session to end.
+ */
+export function kickUser(user: string, env: DovecotEnv = dovecotEnv()): boolean {
+  try {
+    execFileSync('doveadm', ['-c', path.join(env.dir, 'dovecot.conf'), 'kick', user], { stdio: 'ignore' })
+    return true
+  } catch (err) {
+    // 68 (EX_NOUSER): nobody of that name was connected
+    if ((err as { status?: number }).status === 68) return false
+    throw err
+  }
 }
 
 /** Number of logged-in IMAP connections of `user`, as Dovecot's anvil sees them. */

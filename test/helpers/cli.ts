@@ -1,0 +1,116 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
+import type { Test } from 'tap';
+import { TOKEN, waitUntil } from './daemon.js';
+import { tempDir } from './stack.js';
+
+/** The built CLI run as a process, and a daemon started by `mailsync serve` in its own process. */
+
+export const root = fileURLToPath(new URL('../../', import.meta.url));
+export const cliPath = path.join(root, 'dist/daemon/cli/main.js');
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `mailsync ARGS` without blocking this process (receivers in the test keep answering). */
+export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cliPath, ...args], { cwd: opts.cwd ?? root, env: { PATH: process.env.PATH ?? '', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`mailsync ${args.join(' ')} did not finish in ${opts.timeoutMs ?? 60_000} ms\n${stdout}\n${stderr}`));
+    }, opts.timeoutMs ?? 60_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      // 'exit' can come before the pipes are drained
+      setImmediate(() => resolve({ code, stdout, stderr }));
+    });
+  });
+}
+
+/** A port free right now (the daemon needs a fixed one so commands can find its API). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().once('error', reject).listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface ServeSetup {
+  dir: string;
+  configFile: string;
+  port: number;
+  apiUrl: string;
+  storePath: string;
+  keyFile: string;
+}
+
+/** A config file in a fresh directory: its own store and key, a fixed free API port, the test token. */
+export async function writeServeConfig(t: Test, extra: Record<string, unknown> = {}): Promise<ServeSetup> {
+  const dir = tempDir(t);
+  const port = await freePort();
+  const storePath = path.join(dir, 'store');
+  const keyFile = path.join(dir, 'master.key');
+  const base = {
+    api: { host: '127.0.0.1', port, tokens: [TOKEN] },
+    store: { path: storePath, keyFile },
+    sync: { allowPlaintext: true, sentPollSeconds: 1, backoff: { minMs: 100, maxMs: 2_000, resetAfterSeconds: 5 } },
+    smtp: { submission: { port: 0 }, intake: { port: 0 } },
+  };
+  const merged = merge(base, extra);
+  const configFile = path.join(dir, 'mailsync.yaml');
+  fs.writeFileSync(configFile, YAML.stringify(merged));
+  return { dir, configFile, port, apiUrl: `http://127.0.0.1:${port}`, storePath, keyFile };
+}
+
+function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const av = out[k];
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && av && typeof av === 'object' && !Array.isArray(av) ? merge(av as Record<string, unknown>, v as Record<string, unknown>) : v;
+  }
+  return out;
+}
+
+export interface ServeProcess {
+  child: ChildProcess;
+  output: () => string;
+  /** SIGTERM and wait for the exit status. */
+  stop: () => Promise<number | null>;
+}
+
+/** `mailsync serve --config FILE` as a child process, ready when /readyz says so. */
+export async function startServe(t: Test, setup: ServeSetup, env: Record<string, string> = {}): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [cliPath, 'serve', '--config', setup.configFile], { cwd: setup.dir, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    return exited;
+  };
+  t.teardown(async () => {
+    await stop();
+    if (!t.passing()) console.error(`--- mailsync serve output (last 4000 characters) ---\n${out.slice(-4000)}`);
+  });
+  await waitUntil(async () => {
+    if (child.exitCode !== null) throw new Error(`serve exited with ${child.exitCode}: ${out.slice(-2000)}`);
+    const r = await fetch(`${setup.apiUrl}/readyz`).catch(() => null);
+    return r?.ok ?? false;
+  }, `mailsync serve to be ready on ${setup.apiUrl}`, 30_000);
+  return { child, output: () => out, stop };
+}
