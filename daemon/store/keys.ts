@@ -28,6 +28,7 @@
  * |                                             | an id, kept a few days for late parents      |
  * | rcn!{userId}!{folder}!{uidValidity}!{uid}   | '' — untracked mail to look at again: its    |
  * |                                             | parent was stored (written in that batch)    |
+ * | imp!{importId}                              | ImportRecord: an import of older mail        |
  * | evt!{seq}                                   | EventRecord: the outbox and the change feed  |
  * | evq!{seq}                                   | '' — events still to deliver                 |
  */
@@ -90,6 +91,8 @@ export const K = {
   pendingAll: () => 'pend!',
   reconsider: (userId: string, folder: string, uidValidity: string, uid: number) => `rcn!${userId}!${esc(folder)}!${uidValidity}!${pad(uid, 10)}`,
   reconsiderUserPrefix: (userId: string) => `rcn!${userId}!`,
+  importJob: (id: string) => `imp!${id}`,
+  importJobPrefix: () => 'imp!',
   event: (seq: number) => `evt!${pad(seq)}`,
   eventPrefix: () => 'evt!',
   eventQueue: (seq: number) => `evq!${pad(seq)}`,
