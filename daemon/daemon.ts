@@ -79,7 +79,7 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
     const isAtsKey = (k: string) => isAtsDomainId(k, domains) || stamper.verify(k);
     const threads = new Threads(store, outbox, accounts, { isAtsKey, normalise, maxRawBytes: config.store.maxRawBytes });
     let supervisor: SyncSupervisor | null = null;
-    const ingestor = new Ingestor(threads, log.child({ component: 'ingest' }), { parseTimeoutMs: config.sync.parseTimeoutMs, onStored: (keys) => supervisor?.onStored(keys) });
+    const ingestor = new Ingestor(threads, log.child({ component: 'ingest' }), { parseTimeoutMs: config.sync.parseTimeoutMs, onStored: (_keys, _ctx, reconsider) => supervisor?.onStored(reconsider) });
     const s = config.sync;
     const o = config.oauth2;
     const logins = new MailboxLogins({
