@@ -139,7 +139,8 @@ export class AccountWorker {
   async stop(timeoutMs = 3_000): Promise<void> {
     this.#abort.abort();
     for (const t of this.#tasks.splice(0)) t.cancel(syncStopped());
-    this.#wake?.();
+    // LOGOUT first (it ends IDLE itself); waking the session loop before would let it close
+    // the connection under the LOGOUT
     const client = this.#client;
     if (client) {
       let timer: NodeJS.Timeout | undefined;
@@ -147,6 +148,7 @@ export class AccountWorker {
       clearTimeout(timer);
       client.close();
     }
+    this.#wake?.();
     await this.#running;
   }
 
@@ -182,7 +184,7 @@ export class AccountWorker {
         minBackoff = c.minBackoffMs;
       } finally {
         if (upSince) this.#deps.observe?.connected?.(false);
-        this.#client?.close();
+        if (!signal.aborted) this.#client?.close(); // when stopping, stop() logs out and closes
         this.#client = null;
       }
       if (signal.aborted) break;
