@@ -10,7 +10,7 @@ import { connectImap, type ConnectionGate } from './imap-connect.js';
 import type { LoginAuth, MailboxLogins } from './oauth2-tokens.js';
 import { imapLogger, withProviderHints } from './provider-errors.js';
 import { scopeProviderIds } from './gmail.js';
-import { chunk, fetchHeaderRecords, fetchSources, resolveFolders, toRanges, type WatchedFolder } from './imap-folders.js';
+import { chunk, fetchHeaderRecords, fetchSourcesBySize, resolveFolders, toRanges, type WatchedFolder } from './imap-folders.js';
 import type { HeaderRecord, Ingestor } from './ingestor.js';
 
 /**
@@ -31,6 +31,8 @@ export interface WorkerSettings {
   backoff: { minMs: number; maxMs: number; resetAfterMs: number };
   initialWindowDays: number;
   maxRawBytes: number;
+  /** Messages larger than this are not fetched: stored with their header fields, quarantined. */
+  maxMessageBytes: number;
   /** How long untracked mail is remembered (by keyed id hashes) for parents that arrive late. */
   pendingTtlMs: number;
 }
@@ -371,7 +373,7 @@ export class AccountWorker {
     const loc = (uid: number): Location => ({ userId: this.userId, folder: folder.path, uidValidity: st.uidValidity, uid });
     const { stored, missingUid } = await ingestor.processBatch(records, tracked, {
       context: (rec) => ({ userId: this.userId, folder: folder.path, location: loc(rec.uid) }),
-      fetchSources: (recs) => fetchSources(client, recs, settings.maxRawBytes),
+      fetchSources: (recs) => fetchSourcesBySize(client, recs, settings),
       // the initial sync remembers recent untracked mail too: its parent may reach Sent later
       rememberUntracked: mode !== 'reconsider',
       pendingTtlMs: settings.pendingTtlMs,
