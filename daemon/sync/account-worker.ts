@@ -5,6 +5,7 @@ import type { Threads, Location } from '../store/threads.js';
 import type { Store } from '../store/store.js';
 import type { FolderState, MailboxRecord, MailboxState } from '../store/records.js';
 import { Backoff } from './backoff.js';
+import { MissingUids, MISSING_RETRY_MS } from './missing-uids.js';
 import { classifyError } from './error-classifier.js';
 import { connectImap, type ConnectionGate } from './imap-connect.js';
 import type { LoginAuth, MailboxLogins } from './oauth2-tokens.js';
@@ -83,6 +84,7 @@ export class AccountWorker {
   readonly #log: Logger;
   readonly #abort = new AbortController();
   readonly #backoff: Backoff;
+  readonly #missing = new MissingUids();
   #client: ImapFlow | null = null;
   #running: Promise<void> | null = null;
   #wake: (() => void) | null = null;
@@ -386,9 +388,18 @@ export class AccountWorker {
         await accounts.putFolder(this.userId, this.generation, st);
       },
     });
+    const missKey = (uid: number) => `${folder.path}\n${st.uidValidity}\n${uid}`;
+    for (const r of records) if (missingUid === null || r.uid < missingUid) this.#missing.clear(missKey(r.uid));
     if (missingUid !== null) {
       // announced but not fetchable yet (B44), or expunged meanwhile: look again shortly
-      setTimeout(() => this.#poke(), 2_000).unref();
+      const rec = records.find((r) => r.uid === missingUid)!;
+      const delay = this.#missing.next(missKey(missingUid));
+      if (delay !== null) setTimeout(() => this.#poke(), delay).unref();
+      else if (mode !== 'reconsider') {
+        await ingestor.setAside(rec, { userId: this.userId, folder: folder.path, location: loc(missingUid) }, 'unfetchable', `the server listed UID ${missingUid} but returned no content after ${MISSING_RETRY_MS.length + 1} attempts`);
+        st.uidNext = Math.max(st.uidNext, missingUid + 1);
+        this.#poke(); // the rest of the folder
+      }
     } else if (examinedUidNext !== null) {
       // UIDNEXT from EXAMINE (taken before the fetch) is safe to jump to: anything arriving
       // later gets a higher UID

@@ -222,11 +222,18 @@ export class Ingestor {
     const e = err as Error & { code?: string };
     if (!this.#quarantine || e.code?.startsWith('LEVEL_')) throw err;
     this.#log.error({ err: { message: e.message, code: e.code }, messageKey: rec.key, uid: rec.uid }, 'storing a message failed; it is quarantined and the sync moves on');
+    await this.setAside(rec, ctx, 'store_failed', e.message ?? String(err));
+  }
+
+  /** Lists a message that is not stored (it stays in the mailbox), so the sync can move past it. */
+  async setAside(rec: HeaderRecord, ctx: IngestContext, reason: QuarantineReason, detail: string): Promise<void> {
+    if (!this.#quarantine) return;
     await this.#quarantine.add({
       userId: ctx.userId, folder: ctx.folder, uidValidity: ctx.location?.uidValidity ?? null, uid: ctx.location?.uid ?? null,
-      messageKey: rec.key, messageId: rec.ids.messageId, threadId: null, reason: 'store_failed', detail: e.message ?? String(err), size: rec.size,
+      messageKey: rec.key, messageId: rec.ids.messageId, threadId: null, reason, detail, size: rec.size,
     });
-    this.#onQuarantined('store_failed');
+    this.#log.warn({ messageKey: rec.key, uid: rec.uid, reason }, 'message set aside in the quarantine');
+    this.#onQuarantined(reason);
   }
 }
 

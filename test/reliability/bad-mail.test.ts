@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import t from 'tap';
 import pino from 'pino';
 import { appendMessage, buildMessage, createMailbox, dovecotEnv } from '../helpers/dovecot.js';
-import { startDaemon, startReceiver, waitUntil, WEBHOOK_SECRET } from '../helpers/daemon.js';
+import { startDaemon, startReceiver, WEBHOOK_SECRET } from '../helpers/daemon.js';
 import { openStack } from '../helpers/stack.js';
 import { atsOriginal, candidateReply, CANDIDATE, consentAndGoLive, messageIdOf } from '../helpers/recruiter.js';
 import { Ingestor } from '../../daemon/sync/ingestor.js';
