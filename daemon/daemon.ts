@@ -12,6 +12,7 @@ import { isAtsDomainId } from './threads/matching.js';
 import { Ingestor } from './sync/ingestor.js';
 import { SyncSupervisor } from './sync/supervisor.js';
 import { MailboxLogins } from './sync/oauth2-tokens.js';
+import { ImportRunner } from './sync/import-job.js';
 import { ConnectionGate } from './sync/imap-connect.js';
 import { WebhookDispatcher } from './events/dispatcher.js';
 import { buildApi } from './api/server.js';
@@ -42,6 +43,7 @@ export interface DaemonParts {
   metrics: Metrics;
   /** Fresh logins (OAuth2 access tokens refreshed) for IMAP and the relay's SMTP. */
   logins: MailboxLogins;
+  imports: ImportRunner;
 }
 
 export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metrics } = {}): Daemon {
@@ -99,8 +101,13 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
         metrics.webhookLatency.observe(seconds);
       })
       : null;
-    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins });
-    parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, logins };
+    const sync = supervisor;
+    const imports = new ImportRunner({
+      store, outbox, accounts, threads, ingestor, normalise, log: log.child({ component: 'import' }),
+      withConnection: (userId, task) => sync.withConnection(userId, task), batchSize: s.fetchBatchSize, maxRawBytes: config.store.maxRawBytes,
+    });
+    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins, imports });
+    parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, logins, imports };
     const sup = supervisor;
     metrics.readFrom({
       mailboxStates: () => mailboxStateCounts(accounts),
@@ -120,6 +127,7 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
     const addr = api.server.address();
     apiUrl = typeof addr === 'object' && addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : '';
     await supervisor.start();
+    await imports.start();
     ready = true;
     log.info({ api: apiUrl, store: config.store.path, webhooks: w.url ? 'push' : 'feed only', mailboxes: supervisor.size }, 'mailsync started');
   }
@@ -131,7 +139,9 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
       if (!parts) return;
       const steps: Array<[string, () => Promise<unknown>]> = [
         ['api', () => parts!.api.close()],
+        // sync first: it cancels the IMAP work of running imports, which then stay queued
         ['sync', () => parts!.supervisor.stop()],
+        ['imports', () => parts!.imports.stop()],
         ['webhooks', async () => parts!.dispatcher?.stop()],
         ['store', () => parts!.store.close()],
       ];

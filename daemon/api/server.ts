@@ -12,6 +12,8 @@ import type { Outbox } from '../store/outbox.js';
 import type { Store } from '../store/store.js';
 import type { Role } from '../store/records.js';
 import type { SyncSupervisor } from '../sync/supervisor.js';
+import type { ImportRunner } from '../sync/import-job.js';
+import { registerImportRoutes } from './routes-imports.js';
 import type { WebhookDispatcher } from '../events/dispatcher.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { LoginAuth } from '../sync/oauth2-tokens.js';
@@ -39,6 +41,8 @@ export interface ApiContext {
   log: Logger;
   /** Messages waiting in the relay's queue, when the relay runs (status page, admin API). */
   relayQueueDepth?: () => Promise<number> | number;
+  /** Imports of older conversations and links by Message-ID. */
+  imports: ImportRunner;
   /** Fresh IMAP logins (OAuth2 tokens refreshed), for `mailsync doctor` through the API. */
   logins?: { login(userId: string, protocol: 'imap'): Promise<{ auth: LoginAuth }> };
 }
@@ -206,5 +210,6 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   registerEventRoutes(app, ctx);
   registerAdminRoutes(app, ctx);
   registerStatusRoutes(app, ctx);
+  registerImportRoutes(app, ctx);
   return app;
 }

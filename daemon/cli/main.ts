@@ -17,6 +17,7 @@ const COMMANDS: Array<() => Promise<{ default: Command }>> = [
   () => import('./commands/events-redeliver.js'),
   () => import('./commands/backup.js'),
   () => import('./commands/restore.js'),
+  () => import('./commands/import.js'),
 ];
 
 const INTRO = `mailsync — sync applicant-tracking email threads from recruiters' mailboxes`;

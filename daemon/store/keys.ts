@@ -26,6 +26,7 @@
  * | candact!{candidateId}!{~activity}!{thread}  | '' — candidate's threads, newest first       |
  * | pend!{idHash}!{userId}!{folder}!{uid}       | PendingRef — untracked mail that referenced  |
  * |                                             | an id, kept a few days for late parents      |
+ * | imp!{importId}                              | ImportRecord: an import of older mail        |
  * | evt!{seq}                                   | EventRecord: the outbox and the change feed  |
  * | evq!{seq}                                   | '' — events still to deliver                 |
  */
@@ -86,6 +87,8 @@ export const K = {
   pending: (idHash: string, userId: string, folder: string, uid: number) => `pend!${idHash}!${userId}!${esc(folder)}!${pad(uid, 10)}`,
   pendingPrefix: (idHash: string) => `pend!${idHash}!`,
   pendingAll: () => 'pend!',
+  importJob: (id: string) => `imp!${id}`,
+  importJobPrefix: () => 'imp!',
   event: (seq: number) => `evt!${pad(seq)}`,
   eventPrefix: () => 'evt!',
   eventQueue: (seq: number) => `evq!${pad(seq)}`,

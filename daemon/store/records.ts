@@ -68,7 +68,8 @@ export interface MailboxRecord {
   generation: number;
 }
 
-export type FolderRole = 'inbox' | 'sent';
+/** `all`: Gmail's All Mail, watched instead of INBOX and Sent. */
+export type FolderRole = 'inbox' | 'sent' | 'all';
 
 export interface FolderState {
   path: string;
@@ -179,4 +180,26 @@ export interface PendingRef {
   uidValidity: string;
   /** Epoch ms after which the entry is swept. */
   expiresAt: number;
+}
+
+/** An import of older conversations with a candidate from one user's mailbox. */
+export interface ImportRecord {
+  id: string;
+  candidateId: string;
+  userId: string;
+  state: 'queued' | 'running' | 'done' | 'failed';
+  /** Messages whose header fields were examined, of `total` found by the searches. */
+  scanned: number;
+  total: number;
+  /** Messages from, to or cc the candidate. */
+  matched: number;
+  /** Threads newly linked to the candidate by this import. */
+  threadsLinked: number;
+  /** Messages stored that were not stored before. */
+  imported: number;
+  error: string | null;
+  since: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
 }

@@ -330,6 +330,32 @@ export class Threads {
     });
   }
 
+  /**
+   * Whether a message may be linked to a candidate: the one place imports and links ask, so a
+   * message removed from a candidate's profile (or hidden from the acting user) is not brought
+   * back. Every message may be linked until removals exist.
+   */
+  async mayLink(candidateId: string, messageKey: string): Promise<boolean> {
+    void candidateId;
+    void messageKey;
+    return true;
+  }
+
+  /** Links a thread to a candidate (with its thread.linked event); false when it already was. */
+  linkThread(threadId: string, candidateId: string): Promise<boolean> {
+    return this.#store.exclusive(async () => {
+      const thread = await this.getThread(threadId);
+      if (!thread || thread.candidateIds.includes(candidateId)) return false;
+      const batch = this.#store.batch();
+      this.#linkCandidates(thread, [candidateId]);
+      await this.#moveActivity(batch, thread);
+      batch.put(K.thread(thread.id), thread);
+      this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId, origin: thread.origin }, thread.id);
+      await batch.write();
+      return true;
+    });
+  }
+
   /** Links existing threads that mention newly registered candidate addresses. */
   linkCandidateByAddresses(batch: WriteBatch, cid: string, normAddrs: string[]): Promise<string[]> {
     return (async () => {

@@ -9,6 +9,7 @@ import { classifyError } from './error-classifier.js';
 import { connectImap, type ConnectionGate } from './imap-connect.js';
 import type { LoginAuth, MailboxLogins } from './oauth2-tokens.js';
 import { imapLogger, withProviderHints } from './provider-errors.js';
+import { scopeProviderIds } from './gmail.js';
 import { chunk, fetchHeaderRecords, fetchSources, resolveFolders, toRanges, type WatchedFolder } from './imap-folders.js';
 import type { HeaderRecord, Ingestor } from './ingestor.js';
 
@@ -58,6 +59,9 @@ export interface WorkerDeps {
 
 type Mode = 'initial' | 'live' | 'reconsider';
 
+/** Work handed to a worker that stopped before running it (code SYNC_STOPPED: try again later). */
+export const syncStopped = () => Object.assign(new Error('the sync of this mailbox has stopped'), { code: 'SYNC_STOPPED' });
+
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal.aborted) return resolve();
@@ -83,6 +87,7 @@ export class AccountWorker {
   #dirty = false;
   #reconsider: Location[] = [];
   #lastStateWrite = 0;
+  readonly #tasks: Array<{ run: (client: ImapFlow) => Promise<void>; cancel: (err: Error) => void }> = [];
   /** When each folder was last confirmed up to date with the server (epoch ms), for the status page. */
   readonly checkedAt = new Map<string, number>();
 
@@ -109,9 +114,31 @@ export class AccountWorker {
     this.#wake?.();
   }
 
+  /**
+   * Runs `task` on this mailbox's own connection between IDLEs, so imports and links never open
+   * a second connection (sync.maxConnectionsPerUser). Rejects when the worker stops first.
+   */
+  withConnection<T>(task: (client: ImapFlow) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.#abort.signal.aborted) return reject(syncStopped());
+      const run = async (client: ImapFlow) => {
+        try {
+          resolve(await task(client));
+        } catch (err) {
+          reject(err);
+          // a task that broke the connection ends the session (reconnect); others do not
+          if (!client.usable) throw err;
+        }
+      };
+      this.#tasks.push({ run, cancel: reject });
+      this.#poke();
+    });
+  }
+
   /** Stops syncing: logs out (bounded by `timeoutMs`), then drops the connection. */
   async stop(timeoutMs = 3_000): Promise<void> {
     this.#abort.abort();
+    for (const t of this.#tasks.splice(0)) t.cancel(syncStopped());
     this.#wake?.();
     const client = this.#client;
     if (client) {
@@ -186,6 +213,7 @@ export class AccountWorker {
       tls: s.tlsCa ? { ca: s.tlsCa } : {},
     });
     imapLog.attach(client);
+    scopeProviderIds(client, this.userId);
     client.on('error', (err: Error) => this.#log.debug({ err: { message: err.message } }, 'imap connection error'));
     client.on('close', () => this.#poke());
     client.on('exists', () => this.#poke());
@@ -194,7 +222,8 @@ export class AccountWorker {
 
   async #session(client: ImapFlow, mbx: MailboxRecord): Promise<void> {
     const folders = await resolveFolders(client);
-    const inbox = folders.find((f) => f.role === 'inbox')!;
+    // the folder watched with IDLE: INBOX, or Gmail's All Mail
+    const inbox = folders.find((f) => f.role === 'inbox' || f.role === 'all')!;
     const sent = folders.find((f) => f.role === 'sent');
     const states = await Promise.all(folders.map((f) => this.#deps.accounts.getFolder(this.userId, f.path)));
     if (states.some((s) => !s) || mbx.state !== 'live') {
@@ -209,6 +238,10 @@ export class AccountWorker {
     while (!this.#abort.signal.aborted) {
       this.#dirty = false;
       if (this.#reconsider.length) await this.#handleReconsider(client, folders, inbox);
+      if (this.#tasks.length) {
+        while (this.#tasks.length && !this.#abort.signal.aborted) await this.#tasks.shift()!.run(client);
+        await client.mailboxOpen(inbox.path, { readOnly: true });
+      }
       await this.#catchUp(client, inbox, mbx);
       if (sent && Date.now() - lastSentPoll >= this.#deps.settings.sentPollMs) {
         lastSentPoll = Date.now();

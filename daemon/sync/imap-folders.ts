@@ -2,6 +2,7 @@ import type { ImapFlow } from 'imapflow';
 import { ID_HEADER_NAMES } from '../threads/message-ids.js';
 import type { FolderRole } from '../store/records.js';
 import type { HeaderRecord, Ingestor } from './ingestor.js';
+import { gmailAllFolder, providerIds } from './gmail.js';
 
 /** IMAP helpers of the account worker: which folders to watch, and bounded fetches. */
 
@@ -14,9 +15,11 @@ export interface WatchedFolder {
 /** Names used for the sent folder by servers that do not advertise \Sent (RFC 6154). */
 const SENT_NAMES = /^(sent|sent items|sent messages|sent mail|gesendet|gesendete elemente|envoy[ée]s|[ée]l[ée]ments envoy[ée]s|enviados|inviata|posta inviata|verzonden items)$/i;
 
-/** INBOX and the \Sent folder (by special-use, else by a well-known name). */
+/** INBOX and the \Sent folder (by special-use, else by a well-known name); on Gmail, All Mail alone. */
 export async function resolveFolders(client: ImapFlow): Promise<WatchedFolder[]> {
   const list = await client.list();
+  const all = gmailAllFolder(client, list);
+  if (all) return [{ path: all.path, role: 'all', specialUse: '\\All' }];
   const out: WatchedFolder[] = [{ path: 'INBOX', role: 'inbox', specialUse: '\\Inbox' }];
   const leaf = (p: string, delimiter: string | undefined) => (delimiter ? p.split(delimiter).pop() ?? p : p);
   const sent = list.find((m) => m.specialUse === '\\Sent') ?? list.find((m) => SENT_NAMES.test(leaf(m.path, m.delimiter)) && !m.flags?.has('\\Noselect'));
@@ -51,11 +54,13 @@ export async function fetchHeaderRecords(
   client: ImapFlow, range: string, minUid: number, ingestor: Ingestor, locationKey: (uid: number) => string,
 ): Promise<HeaderRecord[]> {
   const out: HeaderRecord[] = [];
-  const messages = await client.fetchAll(range, { uid: true, size: true, internalDate: true, headers: ID_HEADER_NAMES }, { uid: true });
+  // threadId: X-GM-THRID on Gmail (THREADID with OBJECTID); imapflow asks for X-GM-MSGID itself
+  const messages = await client.fetchAll(range, { uid: true, size: true, internalDate: true, headers: ID_HEADER_NAMES, threadId: true }, { uid: true });
   for (const m of messages) {
     if (m.uid < minUid) continue;
     const internalDate = m.internalDate ? new Date(m.internalDate) : null;
-    out.push(ingestor.headerRecord(m.uid, m.headers ?? Buffer.alloc(0), m.size ?? 0, internalDate, locationKey(m.uid)));
+    const ids = providerIds(client, m.emailId, m.threadId);
+    out.push(ingestor.headerRecord(m.uid, m.headers ?? Buffer.alloc(0), m.size ?? 0, internalDate, locationKey(m.uid), ids));
   }
   return out.sort((a, b) => a.uid - b.uid);
 }

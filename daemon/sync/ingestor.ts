@@ -20,6 +20,8 @@ export interface HeaderRecord {
   ids: IdHeaders;
   keys: string[];
   key: string;
+  /** The provider's id of this message (X-GM-MSGID), the same in every folder it shows in. */
+  emailId?: string | null;
 }
 
 export interface IngestContext {
@@ -64,13 +66,19 @@ export class Ingestor {
     this.#onStored = opts.onStored ?? (() => {});
   }
 
-  /** Parses fetched header fields into what matching needs. `locationKey` keys id-less mail (B02). */
-  headerRecord(uid: number, headers: Buffer, size: number, internalDate: Date | null, locationKey: string): HeaderRecord {
+  /**
+   * Parses fetched header fields into what matching needs. `locationKey` keys id-less mail (B02);
+   * a provider message id (Gmail) keys it better, as it stays the same across folders. A provider
+   * thread id joins the match keys: Gmail's conversation is extra evidence of one thread.
+   */
+  headerRecord(uid: number, headers: Buffer, size: number, internalDate: Date | null, locationKey: string, provider: { emailId: string | null; threadKey: string | null } = { emailId: null, threadKey: null }): HeaderRecord {
     const fields = parseHeaderBlock(headers);
     const ids = extractIdHeaders(fields);
+    const keys = matchKeys(ids);
+    if (provider.threadKey) keys.push(provider.threadKey);
     return {
-      uid, size, internalDate, fields, ids, keys: matchKeys(ids),
-      key: messageKey(ids.messageId ? normaliseId(ids.messageId) : null, firstHeader(fields, 'date'), firstHeader(fields, 'subject'), locationKey),
+      uid, size, internalDate, fields, ids, keys, emailId: provider.emailId,
+      key: messageKey(ids.messageId ? normaliseId(ids.messageId) : null, firstHeader(fields, 'date'), firstHeader(fields, 'subject'), provider.emailId ? `provider\n${provider.emailId}` : locationKey),
     };
   }
 

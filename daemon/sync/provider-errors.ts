@@ -11,9 +11,12 @@ import type { Classified, ErrorLike } from './error-classifier.js';
 const HOUR = 3_600_000;
 const MINUTE = 60_000;
 
+/** `reason`: the text of a BYE that ended the connection (imapflow keeps it there). */
+type ProviderErrorLike = ErrorLike & { state?: string; reason?: string };
+
 export interface ProviderRule {
-  test: (e: ErrorLike & { state?: string }, text: string) => boolean;
-  result: (e: ErrorLike & { state?: string }) => Classified;
+  test: (e: ProviderErrorLike, text: string) => boolean;
+  result: (e: ProviderErrorLike) => Classified;
 }
 
 export const PROVIDER_RULES: ProviderRule[] = [
@@ -68,8 +71,8 @@ export const PROVIDER_RULES: ProviderRule[] = [
   },
   {
     // "* BYE" as the greeting (B39 C): the server is busy, not broken
-    test: (e, t) => e.code === 'NoConnection' && /server busy|try (again )?later|too busy/i.test(t),
-    result: () => ({ state: 'unreachable', code: 'server_busy', minBackoffMs: 0, message: 'The mail server said it is busy and closed the connection. Sync retries with backoff.' }),
+    test: (e, t) => /server busy|try (again )?later|too busy/i.test(`${e.reason ?? ''} ${t}`),
+    result: (e) => ({ state: 'unreachable', code: 'server_busy', minBackoffMs: 0, message: `The mail server said it is busy and closed the connection${e.reason ? ` ("${e.reason.slice(0, 200)}")` : ''}. Sync retries with backoff.` }),
   },
 ];
 

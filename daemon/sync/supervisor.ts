@@ -1,6 +1,7 @@
+import type { ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
 import type { Location } from '../store/threads.js';
-import { AccountWorker, type WorkerDeps } from './account-worker.js';
+import { AccountWorker, syncStopped, type WorkerDeps } from './account-worker.js';
 
 /**
  * Starts one AccountWorker per consenting user, replaces it when the consent changes, stops
@@ -68,6 +69,14 @@ export class SyncSupervisor {
     const worker = new AccountWorker(userId, generation, { ...this.#deps, log, routePending: (locs) => this.routePending(locs) });
     this.#workers.set(userId, worker);
     worker.start();
+  }
+
+  /** Runs `task` on the user's sync connection (imports, links); fails when the user has none. */
+  withConnection<T>(userId: string, task: (client: ImapFlow) => Promise<T>): Promise<T> {
+    const w = this.#workers.get(userId);
+    if (this.#stopped) return Promise.reject(syncStopped());
+    if (!w) return Promise.reject(new Error(`no mailbox of user ${userId} is being synced`));
+    return w.withConnection(task);
   }
 
   /** Called after a message was stored: untracked mail that pointed at it is looked at again. */

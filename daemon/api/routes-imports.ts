@@ -1,0 +1,65 @@
+import type { FastifyInstance } from 'fastify';
+import { ApiError } from '../errors.js';
+import { toThreadSummary } from '../shapes.js';
+import { toImportView } from '../sync/import-job.js';
+import { canSeeThread, isSelf } from './acl.js';
+import { ID_PATTERN, daemonIdParam, idParam, messageIdString } from './schemas.js';
+import type { ApiContext } from './server.js';
+
+/** Older conversations: imports per candidate, and linking one conversation by Message-ID. */
+export function registerImportRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  async function checkOwnerAndCandidate(actor: { userId: string | null }, userId: string, candidateId: string): Promise<void> {
+    if (!isSelf(actor as never, userId)) throw new ApiError('forbidden', 'Only the mailbox owner can import from it (X-Acting-User must be the userId of the body).');
+    if (!(await ctx.accounts.getCandidate(candidateId))) throw new ApiError('not_found', `No candidate ${candidateId}.`);
+    if (!(await ctx.accounts.getMailbox(userId))) throw new ApiError('conflict', `User ${userId} has not granted access to a mailbox.`);
+  }
+
+  app.post<{ Params: { candidateId: string }; Body: { userId: string; since?: string } }>('/v1/candidates/:candidateId/imports', {
+    schema: {
+      summary: 'Import older conversations with this candidate from one user\'s mailbox',
+      params: idParam('candidateId'),
+      body: {
+        type: 'object', additionalProperties: false, required: ['userId'],
+        properties: { userId: { type: 'string', pattern: ID_PATTERN }, since: { type: 'string', format: 'date-time' } },
+      },
+    },
+  }, async (req, reply) => {
+    const { candidateId } = req.params;
+    await checkOwnerAndCandidate(req.actor, req.body.userId, candidateId);
+    const job = await ctx.imports.create(req.body.userId, candidateId, req.body.since ? new Date(req.body.since).toISOString() : null);
+    req.log.info({ importId: job.id, userId: job.userId, candidateId }, 'import queued');
+    return reply.status(202).send(toImportView(job));
+  });
+
+  app.get<{ Params: { importId: string } }>('/v1/imports/:importId', {
+    schema: { summary: 'Progress and outcome of an import', params: daemonIdParam('importId', 'imp_') },
+  }, async (req) => {
+    const job = await ctx.imports.get(req.params.importId);
+    if (!job) throw new ApiError('not_found', `No import ${req.params.importId}.`);
+    if (req.actor.userId !== null && req.actor.userId !== job.userId && req.actor.role === 'user') throw new ApiError('not_found', `No import ${req.params.importId}.`);
+    return toImportView(job);
+  });
+
+  app.post<{ Params: { candidateId: string }; Body: { userId: string; messageId: string } }>('/v1/candidates/:candidateId/threads', {
+    schema: {
+      summary: 'Link a conversation from the user\'s mailbox to this candidate, by Message-ID',
+      params: idParam('candidateId'),
+      body: {
+        type: 'object', additionalProperties: false, required: ['userId', 'messageId'],
+        properties: { userId: { type: 'string', pattern: ID_PATTERN }, messageId: messageIdString },
+      },
+    },
+  }, async (req, reply) => {
+    const { candidateId } = req.params;
+    await checkOwnerAndCandidate(req.actor, req.body.userId, candidateId);
+    let thread;
+    try {
+      thread = await ctx.imports.link(req.body.userId, candidateId, req.body.messageId.trim());
+    } catch (err) {
+      throw new ApiError('unavailable', `The mailbox cannot be searched now: ${(err as Error).message}`);
+    }
+    if (!thread || !canSeeThread(req.actor, thread, ctx.normalise)) throw new ApiError('not_found', `No message ${req.body.messageId} in the mailbox of ${req.body.userId}.`);
+    req.log.info({ userId: req.body.userId, candidateId, threadId: thread.id }, 'conversation linked');
+    return reply.status(201).send(toThreadSummary(thread));
+  });
+}

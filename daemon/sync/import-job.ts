@@ -1,0 +1,216 @@
+import crypto from 'node:crypto';
+import type { ImapFlow } from 'imapflow';
+import type { Logger } from 'pino';
+import { K } from '../store/keys.js';
+import type { Store } from '../store/store.js';
+import type { Outbox } from '../store/outbox.js';
+import type { Accounts } from '../store/accounts.js';
+import type { Threads } from '../store/threads.js';
+import type { ImportRecord, ThreadOrigin, ThreadRecord } from '../store/records.js';
+import { fetchSources, chunk } from './imap-folders.js';
+import { firstHeader } from '../threads/headers.js';
+import { findConversations, importFolders, type Found } from './import-search.js';
+import type { Ingestor } from './ingestor.js';
+
+/**
+ * Imports of older conversations ("sync emails" on a candidate's profile) and links of one
+ * conversation by Message-ID ("add from my mailbox"). The IMAP work runs on the mailbox's own
+ * sync connection, between IDLEs, so no second connection is opened. Jobs of one user run one
+ * after the other; their progress is stored as it moves, and a job interrupted by a restart
+ * runs again (it imports nothing twice: stored messages only gain the candidate's link).
+ */
+
+export interface ImportDeps {
+  store: Store;
+  outbox: Outbox;
+  accounts: Accounts;
+  threads: Threads;
+  ingestor: Ingestor;
+  /** Runs IMAP work on the user's sync connection. */
+  withConnection: <T>(userId: string, task: (client: ImapFlow) => Promise<T>) => Promise<T>;
+  normalise: (address: string) => string;
+  log: Logger;
+  batchSize: number;
+  maxRawBytes: number;
+}
+
+/** States in which the mailbox has no working connection to run an import on. */
+const BROKEN = new Set(['auth_failed', 'imap_disabled', 'revoked']);
+
+export function toImportView(r: ImportRecord): Record<string, unknown> {
+  return {
+    id: r.id, candidateId: r.candidateId, userId: r.userId, state: r.state, scanned: r.scanned, total: r.total,
+    matched: r.matched, threadsLinked: r.threadsLinked, imported: r.imported, error: r.error, since: r.since,
+    createdAt: r.createdAt, startedAt: r.startedAt, finishedAt: r.finishedAt,
+  };
+}
+
+export class ImportRunner {
+  readonly #d: ImportDeps;
+  /** Per user: the chain of its jobs, so they run one at a time. */
+  readonly #chains = new Map<string, Promise<void>>();
+  #stopped = false;
+
+  constructor(deps: ImportDeps) {
+    this.#d = deps;
+  }
+
+  /** Picks up jobs a stop interrupted. */
+  async start(): Promise<void> {
+    this.#stopped = false;
+    for (const [, job] of await this.#d.store.entries<ImportRecord>(K.importJobPrefix())) {
+      if (job.state === 'queued' || job.state === 'running') this.#enqueue(job.id, job.userId);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await Promise.allSettled([...this.#chains.values()]);
+  }
+
+  get(id: string): Promise<ImportRecord | undefined> {
+    return this.#d.store.get<ImportRecord>(K.importJob(id));
+  }
+
+  async create(userId: string, candidateId: string, since: string | null): Promise<ImportRecord> {
+    const job: ImportRecord = {
+      id: `imp_${Date.now().toString(36)}${crypto.randomBytes(5).toString('hex')}`, candidateId, userId, state: 'queued',
+      scanned: 0, total: 0, matched: 0, threadsLinked: 0, imported: 0, error: null, since, createdAt: new Date().toISOString(), startedAt: null, finishedAt: null,
+    };
+    await this.#d.store.batch().put(K.importJob(job.id), job).write();
+    this.#enqueue(job.id, userId);
+    return job;
+  }
+
+  /** Resolves when the job has finished (tests, the CLI's wait). */
+  async settled(userId: string): Promise<void> {
+    await this.#chains.get(userId);
+  }
+
+  #enqueue(id: string, userId: string): void {
+    const prev = this.#chains.get(userId) ?? Promise.resolve();
+    const next = prev.then(() => (this.#stopped ? undefined : this.#run(id)));
+    this.#chains.set(userId, next);
+    void next.finally(() => {
+      if (this.#chains.get(userId) === next) this.#chains.delete(userId);
+    });
+  }
+
+  async #save(job: ImportRecord, finished = false): Promise<void> {
+    await this.#d.store.exclusive(async () => {
+      const batch = this.#d.store.batch().put(K.importJob(job.id), job);
+      if (finished) this.#d.outbox.append(batch, 'import.finished', toImportView(job), `imp:${job.userId}`);
+      await batch.write();
+    });
+  }
+
+  async #run(id: string): Promise<void> {
+    const job = await this.get(id);
+    if (!job) return;
+    const log = this.#d.log.child({ importId: id, userId: job.userId, candidateId: job.candidateId });
+    Object.assign(job, { state: 'running', startedAt: new Date().toISOString(), scanned: 0, total: 0, matched: 0, threadsLinked: 0, imported: 0 });
+    await this.#save(job);
+    try {
+      const candidate = await this.#d.accounts.getCandidate(job.candidateId);
+      if (!candidate || candidate.emails.length === 0) throw new Error(`candidate ${job.candidateId} has no email addresses to search for`);
+      // as written and in matching form (Gmail's jane.doe+x@ also as janedoe@): SEARCH compares text
+      const addresses = [...new Set(candidate.emails.flatMap((e) => [e.toLowerCase(), this.#d.normalise(e)]))];
+      const found = await this.#search(job.userId, { addresses, since: job.since ? new Date(job.since) : null }, async (p) => {
+        Object.assign(job, p);
+        await this.#save(job);
+      });
+      const { linked, imported } = await this.#store(job.userId, job.candidateId, found, 'import');
+      Object.assign(job, { state: 'done', threadsLinked: linked.size, imported, finishedAt: new Date().toISOString() });
+      log.info({ matched: job.matched, threads: linked.size, imported }, 'import finished');
+    } catch (err) {
+      // stopping: the job stays queued and runs again on the next start
+      if (this.#stopped || (err as { code?: string }).code === 'SYNC_STOPPED') return;
+      Object.assign(job, { state: 'failed', error: (err as Error).message, finishedAt: new Date().toISOString() });
+      log.warn({ err: { message: (err as Error).message } }, 'import failed');
+    }
+    await this.#save(job, true);
+  }
+
+  /**
+   * Links the conversation holding `messageId` in the user's mailbox to a candidate. Returns
+   * the thread, or null when no such message is in the mailbox.
+   */
+  async link(userId: string, candidateId: string, messageId: string): Promise<ThreadRecord | null> {
+    const found = await this.#search(userId, { messageId }, () => undefined);
+    const seed = found.find((f) => f.matched);
+    if (!seed) return null;
+    const { threadOf } = await this.#store(userId, candidateId, found, 'linked');
+    const threadId = threadOf.get(seed.rec.key);
+    return threadId ? ((await this.#d.threads.getThread(threadId)) ?? null) : null;
+  }
+
+  async #search(userId: string, seed: Parameters<typeof findConversations>[2], onProgress: (p: { total: number; scanned: number; matched: number }) => Promise<void> | void): Promise<Found[]> {
+    const mbx = await this.#d.accounts.getMailbox(userId);
+    if (!mbx) throw new Error(`user ${userId} has not granted access to a mailbox`);
+    if (BROKEN.has(mbx.state)) throw new Error(`the mailbox cannot be searched now (state ${mbx.state}${mbx.lastError ? `: ${mbx.lastError.message}` : ''})`);
+    return this.#d.withConnection(userId, async (client) => findConversations(client, await importFolders(client), seed, {
+      ingestor: this.#d.ingestor, normalise: this.#d.normalise, batchSize: this.#d.batchSize, onProgress,
+      locationKey: (folder, uidValidity, uid) => `${userId}\n${folder}\n${uidValidity}\n${uid}`,
+    }));
+  }
+
+  /**
+   * Stores what was found (sources fetched only for messages not stored yet) and links each
+   * thread to the candidate, asking the threads store whether each message may be linked.
+   */
+  async #store(userId: string, candidateId: string, found: Found[], origin: ThreadOrigin): Promise<{ linked: Set<string>; imported: number; threadOf: Map<string, string> }> {
+    const { threads, ingestor } = this.#d;
+    const linked = new Set<string>();
+    const threadOf = new Map<string, string>();
+    let imported = 0;
+    const link = async (threadId: string, key: string) => {
+      threadOf.set(key, threadId);
+      if (await threads.mayLink(candidateId, key) && (await threads.linkThread(threadId, candidateId))) linked.add(threadId);
+    };
+    const byFolder = new Map<string, Found[]>();
+    for (const f of found) byFolder.set(f.folder, [...(byFolder.get(f.folder) ?? []), f]);
+    const fetched: Array<{ f: Found; source: Buffer; complete: boolean }> = [];
+    for (const [folder, items] of byFolder) {
+      const missing: Found[] = [];
+      for (const f of items) {
+        const location = { userId, folder, uidValidity: f.uidValidity, uid: f.rec.uid };
+        if (await threads.addSighting(f.rec.key, location)) {
+          const msg = await threads.getMessage(f.rec.key);
+          if (msg) await link(msg.threadId, f.rec.key);
+        } else missing.push(f);
+      }
+      for (const part of chunk(missing, 25)) {
+        const sources = await this.#d.withConnection(userId, async (client) => {
+          const box = await client.mailboxOpen(folder, { readOnly: true });
+          // the folder was renumbered meanwhile (UIDVALIDITY): these UIDs mean nothing now
+          if (String(box.uidValidity) !== part[0]!.uidValidity) return new Map<number, { source: Buffer; complete: boolean }>();
+          return fetchSources(client, part.map((f) => f.rec), this.#d.maxRawBytes);
+        });
+        for (const f of part) {
+          const got = sources.get(f.rec.uid);
+          if (got) fetched.push({ f, ...got });
+        }
+      }
+    }
+    // oldest first, whatever folder: a thread takes its subject from its first message
+    const when = (f: Found) => Date.parse(firstHeader(f.rec.fields, 'date') ?? '') || f.rec.internalDate?.getTime() || 0;
+    fetched.sort((a, b) => when(a.f) - when(b.f));
+    for (const { f, source, complete } of fetched) {
+      const allowed = await threads.mayLink(candidateId, f.rec.key);
+      const result = await ingestor.ingest(f.rec, source, complete, {
+        userId, folder: f.folder, location: { userId, folder: f.folder, uidValidity: f.uidValidity, uid: f.rec.uid }, origin, force: true, candidateIds: allowed ? [candidateId] : [],
+      });
+      if (result.status === 'stored') imported++;
+      if (result.status !== 'untracked') {
+        const wasLinked = allowed && (await threads.getThread(result.threadId))?.candidateIds.includes(candidateId);
+        threadOf.set(f.rec.key, result.threadId);
+        if (wasLinked && result.status === 'stored') linked.add(result.threadId);
+        else await link(result.threadId, f.rec.key);
+      }
+    }
+    // threads merged while storing: count the survivors only
+    for (const id of [...linked]) if (!(await threads.getThread(id))) linked.delete(id);
+    for (const [key, id] of threadOf) if (!(await threads.getThread(id))) threadOf.set(key, (await threads.getMessage(key))?.threadId ?? id);
+    return { linked, imported, threadOf };
+  }
+}
