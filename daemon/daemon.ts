@@ -64,7 +64,7 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
     const domains = config.ats.messageIdDomains;
     const threads = new Threads(store, outbox, accounts, { isAtsKey: (k) => isAtsDomainId(k, domains), normalise, maxRawBytes: config.store.maxRawBytes });
     let supervisor: SyncSupervisor | null = null;
-    const ingestor = new Ingestor(threads, log.child({ component: 'ingest' }), { parseTimeoutMs: config.sync.parseTimeoutMs, onStored: (keys) => supervisor?.onStored(keys) });
+    const ingestor = new Ingestor(threads, log.child({ component: 'ingest' }), { parseTimeoutMs: config.sync.parseTimeoutMs, onStored: (_keys, _ctx, reconsider) => supervisor?.onStored(reconsider) });
     const s = config.sync;
     const o = config.oauth2;
     const logins = new MailboxLogins({

@@ -26,6 +26,8 @@
  * | candact!{candidateId}!{~activity}!{thread}  | '' — candidate's threads, newest first       |
  * | pend!{idHash}!{userId}!{folder}!{uid}       | PendingRef — untracked mail that referenced  |
  * |                                             | an id, kept a few days for late parents      |
+ * | rcn!{userId}!{folder}!{uidValidity}!{uid}   | '' — untracked mail to look at again: its    |
+ * |                                             | parent was stored (written in that batch)    |
  * | imp!{importId}                              | ImportRecord: an import of older mail        |
  * | evt!{seq}                                   | EventRecord: the outbox and the change feed  |
  * | evq!{seq}                                   | '' — events still to deliver                 |
@@ -87,6 +89,8 @@ export const K = {
   pending: (idHash: string, userId: string, folder: string, uid: number) => `pend!${idHash}!${userId}!${esc(folder)}!${pad(uid, 10)}`,
   pendingPrefix: (idHash: string) => `pend!${idHash}!`,
   pendingAll: () => 'pend!',
+  reconsider: (userId: string, folder: string, uidValidity: string, uid: number) => `rcn!${userId}!${esc(folder)}!${uidValidity}!${pad(uid, 10)}`,
+  reconsiderUserPrefix: (userId: string) => `rcn!${userId}!`,
   importJob: (id: string) => `imp!${id}`,
   importJobPrefix: () => 'imp!',
   event: (seq: number) => `evt!${pad(seq)}`,

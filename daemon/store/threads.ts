@@ -38,7 +38,7 @@ export interface IngestInput {
 export type IngestResult =
   | { status: 'untracked' }
   | { status: 'duplicate'; key: string; threadId: string }
-  | { status: 'stored'; key: string; threadId: string; eventId: string; ownKeys: string[] };
+  | { status: 'stored'; key: string; threadId: string; eventId: string; ownKeys: string[]; reconsider: Location[] };
 
 export interface ThreadsOptions {
   isAtsKey: (matchKey: string) => boolean;
@@ -234,8 +234,9 @@ export class Threads {
       message: toApiMessage(msg, { withBody: false }),
     }, thread.id);
     for (const cid of linked) this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin }, thread.id);
+    const reconsider = await this.#claimPending(batch, input.matchKeys);
     await batch.write();
-    return { status: 'stored', key: msg.key, threadId: thread.id, eventId: event.id, ownKeys: input.matchKeys };
+    return { status: 'stored', key: msg.key, threadId: thread.id, eventId: event.id, ownKeys: input.matchKeys, reconsider };
   }
 
   /** Adds candidates to a thread record; returns the newly linked ones. */
@@ -399,21 +400,41 @@ export class Threads {
     await batch.write();
   }
 
-  /** Untracked messages that pointed at any of these keys; their entries are removed. */
-  async takePending(keys: string[]): Promise<Location[]> {
+  /**
+   * Untracked messages that pointed at any of these keys move, in the batch that stores the
+   * message they pointed at, from the pending index to the durable "look again" queue: a
+   * crash between storing a parent and re-reading its late children loses nothing.
+   */
+  async #claimPending(batch: WriteBatch, keys: string[]): Promise<Location[]> {
     const out: Location[] = [];
-    const batch = this.#store.batch();
     for (const k of new Set(keys)) {
       const prefix = K.pendingPrefix(this.#store.idHasher.hash(k));
       for (const [key, ref] of await this.#store.entries<PendingRef>(prefix)) {
         const [userId, folder, uid] = key.slice(prefix.length).split('!');
         batch.del(key);
         if (ref.expiresAt < Date.now()) continue;
-        out.push({ userId: userId!, folder: unesc(folder!), uidValidity: ref.uidValidity, uid: Number(uid) });
+        const loc: Location = { userId: userId!, folder: unesc(folder!), uidValidity: ref.uidValidity, uid: Number(uid) };
+        batch.put(K.reconsider(loc.userId, loc.folder, loc.uidValidity, loc.uid), '');
+        out.push(loc);
       }
     }
-    await batch.write();
     return out;
+  }
+
+  /** A mailbox's "look again" queue (after a restart: what was claimed but not yet re-read). */
+  async reconsiderQueue(userId: string): Promise<Location[]> {
+    const prefix = K.reconsiderUserPrefix(userId);
+    return (await this.#store.keys(prefix)).map((key) => {
+      const [folder, uidValidity, uid] = key.slice(prefix.length).split('!');
+      return { userId, folder: unesc(folder!), uidValidity: uidValidity!, uid: Number(uid) };
+    });
+  }
+
+  /** Removes locations from the "look again" queue once they were re-read. */
+  async finishReconsider(locations: Location[]): Promise<void> {
+    const batch = this.#store.batch();
+    for (const l of locations) batch.del(K.reconsider(l.userId, l.folder, l.uidValidity, l.uid));
+    await batch.write();
   }
 
   /** Deletes expired pending entries; returns how many. */

@@ -221,6 +221,8 @@ export class AccountWorker {
   }
 
   async #session(client: ImapFlow, mbx: MailboxRecord): Promise<void> {
+    // mail queued to be looked at again before a restart is looked at now
+    this.#reconsider.push(...(await this.#deps.threads.reconsiderQueue(this.userId)));
     const folders = await resolveFolders(client);
     // the folder watched with IDLE: INBOX, or Gmail's All Mail
     const inbox = folders.find((f) => f.role === 'inbox' || f.role === 'all')!;
@@ -368,7 +370,8 @@ export class AccountWorker {
     const { stored, missingUid } = await ingestor.processBatch(records, tracked, {
       context: (rec) => ({ userId: this.userId, folder: folder.path, location: loc(rec.uid) }),
       fetchSources: (recs) => fetchSources(client, recs, settings.maxRawBytes),
-      rememberUntracked: mode === 'live',
+      // the initial sync remembers recent untracked mail too: its parent may reach Sent later
+      rememberUntracked: mode !== 'reconsider',
       pendingTtlMs: settings.pendingTtlMs,
       onChunk: async (lastUid, missing) => {
         if (mode === 'reconsider') return;
@@ -407,14 +410,17 @@ export class AccountWorker {
     for (const [path, locs] of byFolder) {
       const folder = folders.find((f) => f.path === path);
       const st = folder && (await this.#deps.accounts.getFolder(this.userId, path));
-      if (!folder || !st) continue;
+      if (!folder || !st) continue; // a folder no longer watched: nothing to look at
       const uids = locs.filter((l) => l.uidValidity === st.uidValidity).map((l) => l.uid);
-      if (!uids.length) continue;
-      await client.mailboxOpen(path, { readOnly: true });
-      const records = await fetchHeaderRecords(client, toRanges(uids), 0, this.#deps.ingestor, (uid) => this.#locKey(path, st.uidValidity, uid));
-      const tracked = await this.#deps.ingestor.decide(records);
-      await this.#process(client, folder, { ...st }, records, tracked, 'reconsider', null);
+      if (uids.length) {
+        await client.mailboxOpen(path, { readOnly: true });
+        const records = await fetchHeaderRecords(client, toRanges(uids), 0, this.#deps.ingestor, (uid) => this.#locKey(path, st.uidValidity, uid));
+        const tracked = await this.#deps.ingestor.decide(records);
+        await this.#process(client, folder, { ...st }, records, tracked, 'reconsider', null);
+      }
     }
+    // only now, after the re-read is stored: a crash before this reads them again
+    await this.#deps.threads.finishReconsider(work);
     await client.mailboxOpen(inbox.path, { readOnly: true });
   }
 

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { parseHeaderBlock, firstHeader, type HeaderField } from '../threads/headers.js';
 import { extractIdHeaders, normaliseId, type IdHeaders } from '../threads/message-ids.js';
-import { matchKeys, trackedInBatch } from '../threads/matching.js';
+import { matchKeys, trackedComponents } from '../threads/matching.js';
 import { parseMessage } from '../mail/parse.js';
 import { messageKey, type IngestResult, type Location, type Threads } from '../store/threads.js';
 import type { ThreadOrigin } from '../store/records.js';
@@ -20,6 +20,8 @@ export interface HeaderRecord {
   ids: IdHeaders;
   keys: string[];
   key: string;
+  /** Set by `decide` on tracked records: every key of its thread component in the batch. */
+  componentKeys?: string[];
   /** The provider's id of this message (X-GM-MSGID), the same in every folder it shows in. */
   emailId?: string | null;
 }
@@ -52,14 +54,19 @@ export interface BatchOptions {
   chunkSize?: number;
 }
 
+export type OnStored = (keys: string[], ctx: IngestContext, reconsider: Location[]) => void;
+
 export class Ingestor {
   readonly #threads: Threads;
   readonly #log: Logger;
   readonly #parseTimeoutMs: number;
-  /** Called with the match keys of every newly stored message (to find late-arriving relatives). */
-  readonly #onStored: (keys: string[], ctx: IngestContext) => void;
+  /**
+   * Called for every newly stored message with its match keys and the untracked mail that
+   * pointed at it (queued durably in the same batch, to be looked at again).
+   */
+  readonly #onStored: OnStored;
 
-  constructor(threads: Threads, log: Logger, opts: { parseTimeoutMs: number; onStored?: (keys: string[], ctx: IngestContext) => void }) {
+  constructor(threads: Threads, log: Logger, opts: { parseTimeoutMs: number; onStored?: OnStored }) {
     this.#threads = threads;
     this.#log = log;
     this.#parseTimeoutMs = opts.parseTimeoutMs;
@@ -85,7 +92,9 @@ export class Ingestor {
   /** Indexes (into `records`) of the messages that belong to tracked threads. */
   async decide(records: HeaderRecord[]): Promise<Set<number>> {
     const tracked = await this.#threads.trackedKeys(records.flatMap((r) => r.keys));
-    return trackedInBatch(records.map((r) => r.keys), (k) => tracked.has(k));
+    const components = trackedComponents(records.map((r) => r.keys), (k) => tracked.has(k));
+    for (const [i, keys] of components) records[i]!.componentKeys = keys;
+    return new Set(components.keys());
   }
 
   /**
@@ -104,7 +113,9 @@ export class Ingestor {
       for (const { rec, tracked: isTracked } of part) {
         const ctx = opts.context(rec);
         if (!isTracked) {
-          if (opts.rememberUntracked && ctx.location && rec.keys.length) await this.#threads.rememberPending(rec.keys, ctx.location, opts.pendingTtlMs);
+          // mail older than the pending window waits for no late parent
+          const recent = !rec.internalDate || Date.now() - rec.internalDate.getTime() < opts.pendingTtlMs;
+          if (opts.rememberUntracked && ctx.location && rec.keys.length && recent) await this.#threads.rememberPending(rec.keys, ctx.location, opts.pendingTtlMs);
           continue;
         }
         if (!ctx.location || !(await this.#threads.addSighting(rec.key, ctx.location))) need.push(rec);
@@ -117,7 +128,11 @@ export class Ingestor {
           missingUid ??= rec.uid;
           continue;
         }
-        const result = await this.ingest(rec, got.source, got.complete, opts.context(rec));
+        // the batch decided it is tracked (a parent may be in a folder stored after this one):
+        // storing must not ask again with less knowledge than the decision had, and indexes the
+        // whole component so the relatives stored later join this thread
+        const keys = rec.componentKeys ? [...new Set([...rec.keys, ...rec.componentKeys])] : rec.keys;
+        const result = await this.ingest({ ...rec, keys }, got.source, got.complete, { ...opts.context(rec), force: true });
         if (result.status === 'stored') stored++;
       }
       await opts.onChunk?.(part[part.length - 1]!.rec.uid, missingUid);
@@ -135,7 +150,7 @@ export class Ingestor {
       key: rec.key, matchKeys: rec.keys, parsed, raw: complete ? source : null, location: ctx.location,
       userId: ctx.userId, folder: ctx.folder, origin: ctx.origin ?? 'ats', force: ctx.force, candidateIds: ctx.candidateIds,
     });
-    if (result.status === 'stored') this.#onStored(rec.keys, ctx);
+    if (result.status === 'stored') this.#onStored(rec.keys, ctx, result.reconsider);
     return result;
   }
 }

@@ -80,11 +80,8 @@ export class SyncSupervisor {
   }
 
   /** Called after a message was stored: untracked mail that pointed at it is looked at again. */
-  onStored(keys: string[]): void {
-    this.#deps.threads
-      .takePending(keys)
-      .then((locs) => this.routePending(locs))
-      .catch((err) => this.#log.warn({ err }, 'looking up pending references failed'));
+  onStored(reconsider: Location[]): void {
+    this.routePending(reconsider);
   }
 
   routePending(locations: Location[]): void {

@@ -82,13 +82,28 @@ export class IdUnion {
  * messages that belong to tracked threads.
  */
 export function trackedInBatch(batch: string[][], isTrackedKey: (key: string) => boolean): Set<number> {
+  return new Set(trackedComponents(batch, isTrackedKey).keys());
+}
+
+/**
+ * Like `trackedInBatch`, with every key of each tracked message's component: a message stored
+ * before its relatives (a reply in INBOX before its parent in Sent) indexes them all, so the
+ * relatives join its thread instead of starting another one.
+ */
+export function trackedComponents(batch: string[][], isTrackedKey: (key: string) => boolean): Map<number, string[]> {
   const union = new IdUnion();
   for (const keys of batch) union.add(keys);
+  const members = new Map<string, string[]>();
+  for (const k of union.keys()) {
+    const root = union.root(k);
+    members.set(root, [...(members.get(root) ?? []), k]);
+  }
   const trackedRoots = new Set<string>();
   for (const k of union.keys()) if (isTrackedKey(k)) trackedRoots.add(union.root(k));
-  const out = new Set<number>();
+  const out = new Map<number, string[]>();
   batch.forEach((keys, i) => {
-    if (keys.length && trackedRoots.has(union.root(keys[0]!))) out.add(i);
+    const root = keys.length ? union.root(keys[0]!) : null;
+    if (root !== null && trackedRoots.has(root)) out.set(i, members.get(root)!);
   });
   return out;
 }

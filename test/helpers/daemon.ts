@@ -34,26 +34,43 @@ export interface ReceivedWebhook {
   at: number;
 }
 
-/** A real HTTP receiver on loopback; `respond` decides the status of each delivery. */
-export async function startReceiver(t: Test, respond: (w: ReceivedWebhook) => number = () => 200) {
+/**
+ * A real HTTP receiver on loopback; `respond` decides the status of each delivery, or
+ * 'hang' to accept the request and never answer (a receiver stuck behind a dead backend).
+ */
+export async function startReceiver(t: Test, respond: (w: ReceivedWebhook) => number | 'hang' = () => 200) {
   const received: ReceivedWebhook[] = [];
+  /** Every delivery attempt, whatever the answer. */
+  const attempts: ReceivedWebhook[] = [];
+  const hung: http.ServerResponse[] = [];
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const raw = Buffer.concat(chunks).toString('utf8');
       const w: ReceivedWebhook = { headers: req.headers, raw, body: JSON.parse(raw), at: Date.now() };
+      attempts.push(w);
       const status = respond(w);
+      if (status === 'hang') {
+        hung.push(res);
+        return;
+      }
       if (status >= 200 && status < 300) received.push(w);
       res.writeHead(status).end();
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  t.teardown(() => {
+    for (const res of hung) res.destroy();
+    server.closeAllConnections();
+    return new Promise<void>((r) => server.close(() => r()));
+  });
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`;
   return {
     url,
     received,
+    attempts,
+    hung,
     ofType: (type: string) => received.filter((w) => w.body.type === type),
     waitFor: (pred: (w: ReceivedWebhook) => boolean, what: string, timeoutMs = 15_000) => waitUntil(() => received.find(pred), what, timeoutMs),
   };

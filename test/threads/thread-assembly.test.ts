@@ -17,7 +17,7 @@ const uidOf = new Map(convo.map((m, i) => [m.name, i + 1]));
 
 async function arriveLive(t: Test, order: number[]) {
   const pending: Location[][] = [];
-  const stack = await openStack(t, { onStored: (keys) => pending.push(keys as unknown as Location[]) });
+  const stack = await openStack(t, { onStored: (_keys, _ctx, reconsider) => pending.push(reconsider) });
   const { ingestor, threads } = stack;
   const mailbox = new Map<number, Buffer>();
   const record = (uid: number): HeaderRecord => ingestor.headerRecord(uid, mailbox.get(uid)!, mailbox.get(uid)!.length, null, `u1\nINBOX\n1\n${uid}`);
@@ -30,11 +30,11 @@ async function arriveLive(t: Test, order: number[]) {
       rememberUntracked: remember,
       pendingTtlMs: 60_000,
     });
-    // what the supervisor does after a store: look again at untracked mail that pointed at it
+    // what the account worker does after a store: look again at untracked mail that pointed at it
     while (pending.length) {
-      const keys = pending.shift() as unknown as string[];
-      const locs = await threads.takePending(keys);
+      const locs = pending.shift()!;
       if (locs.length) await offer(locs.map((l) => l.uid), false);
+      await threads.finishReconsider(locs);
     }
   };
   for (const i of order) {
