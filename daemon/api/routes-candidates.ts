@@ -42,7 +42,9 @@ export function registerCandidateRoutes(app: FastifyInstance, ctx: ApiContext): 
     // so page sizes and cursors reveal nothing about them. A next cursor is given only when
     // another visible thread follows.
     for (;;) {
-      const page = await ctx.threads.candidateThreadPage(cid, cursor, 100);
+      // read only what the page still needs, plus one to know whether another follows:
+      // every thread read is a decryption, and a full batch of 100 doubled the cost of a page
+      const page = await ctx.threads.candidateThreadPage(cid, cursor, Math.min(100, limit - out.length + 1));
       if (page.length === 0) break;
       for (const { cursor: c, thread } of page) {
         cursor = c;
