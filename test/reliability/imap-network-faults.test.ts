@@ -1,8 +1,8 @@
 import t, { type Test } from 'tap';
-import { appendMessage, createMailbox, dovecotEnv } from '../helpers/dovecot.js';
+import { appendMessage } from '../helpers/dovecot.js';
 import { startDaemon, startReceiver, waitUntil, WEBHOOK_SECRET } from '../helpers/daemon.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
-import { atsOriginal, candidateReply, consentAndGoLive, feedEventsFor, mailboxState, messageIdOf } from '../helpers/recruiter.js';
+import { candidateReply, consentAndGoLive, feedEventsFor, mailboxState, messageIdOf, recruiterWithThread } from '../helpers/recruiter.js';
 
 /**
  * The network between the daemon and a real Dovecot misbehaves (a TCP proxy in between):
@@ -18,12 +18,9 @@ t.setTimeout(240_000);
 const BLACKHOLE_MS = 60_000;
 
 t.test('IMAP connection faults between the daemon and Dovecot', async (t) => {
-  const login = await createMailbox('faults');
-  const env = dovecotEnv();
+  const { login, env, original } = await recruiterWithThread('faults');
   const proxy = await FaultProxy.start(t, { host: env.host, port: env.port });
   const receiver = await startReceiver(t);
-  const original = atsOriginal(login.address);
-  await appendMessage(login, 'Sent', original.raw, ['\\Seen']);
   const d = await startDaemon(t, {
     overrides: {
       webhooks: { url: receiver.url, secret: WEBHOOK_SECRET },
