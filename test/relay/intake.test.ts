@@ -1,8 +1,10 @@
+import path from 'node:path';
 import t from 'tap';
 import nodemailer from 'nodemailer';
 import { buildMessage } from '../helpers/dovecot.js';
 import { startDaemon, startReceiver, waitUntil, WEBHOOK_SECRET } from '../helpers/daemon.js';
 import { ATS_LOGIN, atsClient, smtpDialogue, startSink } from '../helpers/smtp.js';
+import { tempDir } from '../helpers/stack.js';
 
 /**
  * Limited sync: no IMAP consent at all. The ATS sends through the relay (a smarthost stands
@@ -103,4 +105,32 @@ t.test('the intake takes mail without AUTH and offers none; limits apply', async
   t.match(r[2]!, /^5\d\d /, 'AUTH is refused');
   t.match(r[6]!, /^452 /, 'the third recipient: 452');
   t.match(r[8]!, /^552 /, 'oversize: 552');
+});
+
+t.test('a reply to a stamped Message-ID is recognised without the thread record, by the token alone', async (t) => {
+  const sink = await startSink(t);
+  const parent = tempDir(t);
+  const smtp = { submission: { users: [ATS_LOGIN] }, relay: { allowPlaintext: true, smarthost: { host: '127.0.0.1', port: sink.port } } };
+  const before = await startDaemon(t, { smtp: true, storeDir: path.join(parent, 'store-a'), overrides: { smtp } });
+  await before.api('PUT', '/v1/users/u1', { body: { email: ROBIN } });
+  const ats = atsClient(before.daemon.parts.relay.ports.submission);
+  const info = await ats.sendMail({ from: ROBIN, to: CANDIDATE, subject: 'Before the restore', text: 'Sent before the store was lost.' });
+  ats.close();
+  const stamped = /(<[^>]+>)$/.exec(info.response.trim())![1]!;
+  await waitUntil(() => sink.messages.length === 1, 'the message sent');
+  await before.stop();
+
+  // the store is lost (a new one, same key file) and the ATS domain configured has changed
+  const after = await startDaemon(t, { smtp: true, storeDir: path.join(parent, 'store-b'), overrides: { smtp, ats: { messageIdDomains: ['hiring.example.net'] } } });
+  await after.api('PUT', '/v1/users/u1', { body: { email: ROBIN } });
+  const provider = nodemailer.createTransport({ host: '127.0.0.1', port: after.daemon.parts.relay.ports.intake, secure: false, ignoreTLS: true, logger: false });
+  t.teardown(() => provider.close());
+  const reply = (id: string, inReplyTo: string) => buildMessage({ from: CANDIDATE, to: ROBIN, subject: 'Re: Before the restore', messageId: id, inReplyTo, references: inReplyTo, text: 'Still interested.' });
+  await provider.sendMail({ envelope: { from: 'fwd@example.com', to: [ROBIN] }, raw: reply('<late-1@mail.example.org>', stamped) });
+  const forged = stamped.replace(/\.([0-9a-f]{12})@/, (_m, tok: string) => `.${tok.startsWith('0') ? '1' : '0'}${tok.slice(1)}@`);
+  await provider.sendMail({ envelope: { from: 'fwd@example.com', to: [ROBIN] }, raw: reply('<late-2@mail.example.org>', forged) });
+  const feed = async () => (await after.api<{ events: Array<{ type: string; data: { message?: { messageId: string } } }> }>('GET', '/v1/events?limit=100')).body.events;
+  await waitUntil(async () => (await feed()).some((e) => e.data.message?.messageId === '<late-1@mail.example.org>'), 'the reply stored');
+  await waitUntil(async () => /mailsync_intake_messages_total\{outcome="dropped"\} 1/.test(await (await fetch(`${after.daemon.apiUrl}/metrics`)).text()), 'the forged one dropped');
+  t.notOk((await feed()).some((e) => e.data.message?.messageId === '<late-2@mail.example.org>'), 'a reply to an id with a wrong token is not tracked');
 });
