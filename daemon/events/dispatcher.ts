@@ -204,7 +204,10 @@ export class WebhookDispatcher {
     const q = this.#keyQueues.get(key);
     if (!q) return;
     if (event.status !== 'pending') {
-      q.shift();
+      // not shift(): a redelivered older event may have been queued in front of this one
+      // while it was in flight, and must not be the one dropped
+      const i = q.indexOf(event.seq);
+      if (i >= 0) q.splice(i, 1);
       this.#cache.delete(event.seq);
     }
     const head = q[0] === undefined ? undefined : this.#cache.get(q[0]);
