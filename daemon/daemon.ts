@@ -7,6 +7,7 @@ import { Store } from './store/store.js';
 import { Outbox } from './store/outbox.js';
 import { Accounts } from './store/accounts.js';
 import { Threads } from './store/threads.js';
+import { Quarantine } from './store/quarantine.js';
 import { normaliseAddress } from './threads/addresses.js';
 import { isAtsDomainId } from './threads/matching.js';
 import { Ingestor } from './sync/ingestor.js';
@@ -64,7 +65,12 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
     const domains = config.ats.messageIdDomains;
     const threads = new Threads(store, outbox, accounts, { isAtsKey: (k) => isAtsDomainId(k, domains), normalise, maxRawBytes: config.store.maxRawBytes });
     let supervisor: SyncSupervisor | null = null;
-    const ingestor = new Ingestor(threads, log.child({ component: 'ingest' }), { parseTimeoutMs: config.sync.parseTimeoutMs, onStored: (_keys, _ctx, reconsider) => supervisor?.onStored(reconsider) });
+    const quarantine = new Quarantine(store);
+    const ingestor = new Ingestor(threads, log.child({ component: 'ingest' }), {
+      parseTimeoutMs: config.sync.parseTimeoutMs, maxTextBytes: config.store.maxTextBytes, quarantine,
+      onStored: (_keys, _ctx, reconsider) => supervisor?.onStored(reconsider),
+      onQuarantined: (reason) => metrics.messagesQuarantined.inc({ reason }),
+    });
     const s = config.sync;
     const o = config.oauth2;
     const logins = new MailboxLogins({
@@ -85,6 +91,7 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
         backoff: { minMs: s.backoff.minMs, maxMs: s.backoff.maxMs, resetAfterMs: s.backoff.resetAfterSeconds * 1000 },
         initialWindowDays: s.initialWindowDays,
         maxRawBytes: config.store.maxRawBytes,
+        maxMessageBytes: s.maxMessageBytes,
         pendingTtlMs: 7 * 86_400_000,
       },
       observe: {
@@ -106,7 +113,7 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
       store, outbox, accounts, threads, ingestor, normalise, log: log.child({ component: 'import' }),
       withConnection: (userId, task) => sync.withConnection(userId, task), batchSize: s.fetchBatchSize, maxRawBytes: config.store.maxRawBytes,
     });
-    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins, imports });
+    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins, imports, quarantine });
     parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, logins, imports };
     const sup = supervisor;
     metrics.readFrom({

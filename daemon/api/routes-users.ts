@@ -119,6 +119,6 @@ export async function mailboxStatus(ctx: ApiContext, userId: string): Promise<Re
     smtp: mbx.smtp,
     syncSince: mbx.syncSince,
     folders: folders.map((f) => ({ path: f.path, specialUse: f.specialUse, uidValidity: f.uidValidity, uidNext: f.uidNext, syncedAt: f.syncedAt })),
-    counts: await ctx.threads.countsForUser(userId),
+    counts: { ...(await ctx.threads.countsForUser(userId)), quarantined: await ctx.quarantine.count(userId) },
   };
 }

@@ -14,6 +14,8 @@ import type { Role } from '../store/records.js';
 import type { SyncSupervisor } from '../sync/supervisor.js';
 import type { ImportRunner } from '../sync/import-job.js';
 import { registerImportRoutes } from './routes-imports.js';
+import { registerQuarantineRoutes } from './routes-quarantine.js';
+import type { Quarantine } from '../store/quarantine.js';
 import type { WebhookDispatcher } from '../events/dispatcher.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { LoginAuth } from '../sync/oauth2-tokens.js';
@@ -43,6 +45,7 @@ export interface ApiContext {
   relayQueueDepth?: () => Promise<number> | number;
   /** Imports of older conversations and links by Message-ID. */
   imports: ImportRunner;
+  quarantine: Quarantine;
   /** Fresh IMAP logins (OAuth2 tokens refreshed), for `mailsync doctor` through the API. */
   logins?: { login(userId: string, protocol: 'imap'): Promise<{ auth: LoginAuth }> };
 }
@@ -211,5 +214,6 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   registerAdminRoutes(app, ctx);
   registerStatusRoutes(app, ctx);
   registerImportRoutes(app, ctx);
+  registerQuarantineRoutes(app, ctx);
   return app;
 }

@@ -33,6 +33,7 @@ export const schema = {
     },
     key: { doc: 'The encryption key itself (64 hex characters), instead of keyFile; wins over keyFile when set. Meant for secret managers that inject env vars.', format: String, default: '', sensitive: true },
     encryptContent: { doc: 'Encrypt stored message content (parsed text, html and original bytes) too, not only credentials.', format: 'boolean', default: true },
+    maxTextBytes: { doc: 'Longest text and HTML body kept per message (each, in characters); longer bodies are cut.', format: 'nat', default: 1_048_576 },
     maxRawBytes: {
       doc: 'Largest original message (in bytes) kept for /raw and attachment downloads. Larger messages keep their text and attachment list; their bytes are not stored.',
       format: 'nat', default: 26_214_400,
@@ -77,6 +78,10 @@ export const schema = {
       resetAfterSeconds: { doc: 'A connection must stay up this long before the backoff starts again from minMs, so a server that accepts and drops does not get hammered.', format: 'nat', default: 120 },
     },
     parseTimeoutMs: { doc: 'Longest time spent parsing one message; a message that takes longer is quarantined with a reason.', format: 'nat', default: 30_000 },
+    maxMessageBytes: {
+      doc: 'Largest message (by the size the server reports, RFC822.SIZE) that is fetched and parsed. A larger one is stored with its header fields only and listed in the quarantine. Messages above store.maxRawBytes are parsed while they stream in, never held whole in memory.',
+      format: 'nat', default: 104_857_600,
+    },
     maxConnectionsPerUser: {
       doc: 'IMAP connections mailsync opens at once to one mailbox. Providers count them together with the user\'s phone and desktop (Gmail allows about 15); imports and links share the sync connection.',
       format: 'nat', default: 1,

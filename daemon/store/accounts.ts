@@ -115,6 +115,7 @@ export class Accounts {
     for (const key of await this.#store.keys(K.folderPrefix(userId))) batch.del(key);
     for (const key of await this.#store.keys(K.locationUserPrefix(userId))) batch.del(key);
     for (const key of await this.#store.keys(K.reconsiderUserPrefix(userId))) batch.del(key);
+    for (const key of await this.#store.keys(K.quarantineUserPrefix(userId))) batch.del(key);
   }
 
   #stateEvent(batch: WriteBatch, userId: string, state: MailboxState, previousState: MailboxState, error: MailboxError | null): void {

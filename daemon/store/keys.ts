@@ -29,6 +29,8 @@
  * | rcn!{userId}!{folder}!{uidValidity}!{uid}   | '' — untracked mail to look at again: its    |
  * |                                             | parent was stored (written in that batch)    |
  * | imp!{importId}                              | ImportRecord: an import of older mail        |
+ * | qtn!{userId}!{quarantineId}                 | QuarantineRecord: mail not taken in as it    |
+ * |                                             | should be, with the reason                   |
  * | evt!{seq}                                   | EventRecord: the outbox and the change feed  |
  * | evq!{seq}                                   | '' — events still to deliver                 |
  */
@@ -93,6 +95,9 @@ export const K = {
   reconsiderUserPrefix: (userId: string) => `rcn!${userId}!`,
   importJob: (id: string) => `imp!${id}`,
   importJobPrefix: () => 'imp!',
+  quarantine: (userId: string, id: string) => `qtn!${userId}!${id}`,
+  quarantineUserPrefix: (userId: string) => `qtn!${userId}!`,
+  quarantinePrefix: () => 'qtn!',
   event: (seq: number) => `evt!${pad(seq)}`,
   eventPrefix: () => 'evt!',
   eventQueue: (seq: number) => `evq!${pad(seq)}`,

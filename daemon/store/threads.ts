@@ -6,6 +6,7 @@ import type { Accounts } from './accounts.js';
 import type { PendingRef, SeenIn, StoredMessage, ThreadOrigin, ThreadRecord } from './records.js';
 import type { ParsedMessage } from '../mail/parse.js';
 import { toApiMessage } from '../shapes.js';
+import { quarantineRecord, type QuarantineInput } from './quarantine.js';
 
 /**
  * Threads and messages: the one place that turns "this message belongs to a tracked thread"
@@ -33,6 +34,8 @@ export interface IngestInput {
   /** Store even when no key is tracked (imports, links). */
   force?: boolean;
   candidateIds?: string[];
+  /** Listed in the quarantine, in the batch that stores the message (it was only partly readable). */
+  quarantine?: Pick<QuarantineInput, 'reason' | 'detail'>;
 }
 
 export type IngestResult =
@@ -235,6 +238,14 @@ export class Threads {
     }, thread.id);
     for (const cid of linked) this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin }, thread.id);
     const reconsider = await this.#claimPending(batch, input.matchKeys);
+    if (input.quarantine) {
+      const l = input.location;
+      const q = quarantineRecord({
+        ...input.quarantine, userId: input.userId, folder: input.folder, uidValidity: l?.uidValidity ?? null, uid: l?.uid ?? null,
+        messageKey: msg.key, messageId: msg.messageId, threadId: thread.id, size: p.size,
+      });
+      batch.put(K.quarantine(q.userId, q.id), q);
+    }
     await batch.write();
     return { status: 'stored', key: msg.key, threadId: thread.id, eventId: event.id, ownKeys: input.matchKeys, reconsider };
   }

@@ -5,12 +5,13 @@ import type { Threads, Location } from '../store/threads.js';
 import type { Store } from '../store/store.js';
 import type { FolderState, MailboxRecord, MailboxState } from '../store/records.js';
 import { Backoff } from './backoff.js';
+import { MissingUids, MISSING_RETRY_MS } from './missing-uids.js';
 import { classifyError } from './error-classifier.js';
 import { connectImap, type ConnectionGate } from './imap-connect.js';
 import type { LoginAuth, MailboxLogins } from './oauth2-tokens.js';
 import { imapLogger, withProviderHints } from './provider-errors.js';
 import { scopeProviderIds } from './gmail.js';
-import { chunk, fetchHeaderRecords, fetchSources, resolveFolders, toRanges, type WatchedFolder } from './imap-folders.js';
+import { chunk, fetchHeaderRecords, fetchSourcesBySize, resolveFolders, toRanges, type WatchedFolder } from './imap-folders.js';
 import type { HeaderRecord, Ingestor } from './ingestor.js';
 
 /**
@@ -31,6 +32,8 @@ export interface WorkerSettings {
   backoff: { minMs: number; maxMs: number; resetAfterMs: number };
   initialWindowDays: number;
   maxRawBytes: number;
+  /** Messages larger than this are not fetched: stored with their header fields, quarantined. */
+  maxMessageBytes: number;
   /** How long untracked mail is remembered (by keyed id hashes) for parents that arrive late. */
   pendingTtlMs: number;
 }
@@ -81,6 +84,7 @@ export class AccountWorker {
   readonly #log: Logger;
   readonly #abort = new AbortController();
   readonly #backoff: Backoff;
+  readonly #missing = new MissingUids();
   #client: ImapFlow | null = null;
   #running: Promise<void> | null = null;
   #wake: (() => void) | null = null;
@@ -139,7 +143,8 @@ export class AccountWorker {
   async stop(timeoutMs = 3_000): Promise<void> {
     this.#abort.abort();
     for (const t of this.#tasks.splice(0)) t.cancel(syncStopped());
-    this.#wake?.();
+    // LOGOUT first (it ends IDLE itself); waking the session loop before would let it close
+    // the connection under the LOGOUT
     const client = this.#client;
     if (client) {
       let timer: NodeJS.Timeout | undefined;
@@ -147,6 +152,7 @@ export class AccountWorker {
       clearTimeout(timer);
       client.close();
     }
+    this.#wake?.();
     await this.#running;
   }
 
@@ -182,7 +188,7 @@ export class AccountWorker {
         minBackoff = c.minBackoffMs;
       } finally {
         if (upSince) this.#deps.observe?.connected?.(false);
-        this.#client?.close();
+        if (!signal.aborted) this.#client?.close(); // when stopping, stop() logs out and closes
         this.#client = null;
       }
       if (signal.aborted) break;
@@ -369,7 +375,7 @@ export class AccountWorker {
     const loc = (uid: number): Location => ({ userId: this.userId, folder: folder.path, uidValidity: st.uidValidity, uid });
     const { stored, missingUid } = await ingestor.processBatch(records, tracked, {
       context: (rec) => ({ userId: this.userId, folder: folder.path, location: loc(rec.uid) }),
-      fetchSources: (recs) => fetchSources(client, recs, settings.maxRawBytes),
+      fetchSources: (recs) => fetchSourcesBySize(client, recs, settings),
       // the initial sync remembers recent untracked mail too: its parent may reach Sent later
       rememberUntracked: mode !== 'reconsider',
       pendingTtlMs: settings.pendingTtlMs,
@@ -382,9 +388,18 @@ export class AccountWorker {
         await accounts.putFolder(this.userId, this.generation, st);
       },
     });
+    const missKey = (uid: number) => `${folder.path}\n${st.uidValidity}\n${uid}`;
+    for (const r of records) if (missingUid === null || r.uid < missingUid) this.#missing.clear(missKey(r.uid));
     if (missingUid !== null) {
       // announced but not fetchable yet (B44), or expunged meanwhile: look again shortly
-      setTimeout(() => this.#poke(), 2_000).unref();
+      const rec = records.find((r) => r.uid === missingUid)!;
+      const delay = this.#missing.next(missKey(missingUid));
+      if (delay !== null) setTimeout(() => this.#poke(), delay).unref();
+      else if (mode !== 'reconsider') {
+        await ingestor.setAside(rec, { userId: this.userId, folder: folder.path, location: loc(missingUid) }, 'unfetchable', `the server listed UID ${missingUid} but returned no content after ${MISSING_RETRY_MS.length + 1} attempts`);
+        st.uidNext = Math.max(st.uidNext, missingUid + 1);
+        this.#poke(); // the rest of the folder
+      }
     } else if (examinedUidNext !== null) {
       // UIDNEXT from EXAMINE (taken before the fetch) is safe to jump to: anything arriving
       // later gets a higher UID

@@ -1,7 +1,7 @@
 import type { ImapFlow } from 'imapflow';
 import { ID_HEADER_NAMES } from '../threads/message-ids.js';
 import type { FolderRole } from '../store/records.js';
-import type { HeaderRecord, Ingestor } from './ingestor.js';
+import type { HeaderRecord, Ingestor, SourceResult } from './ingestor.js';
 import { gmailAllFolder, providerIds } from './gmail.js';
 
 /** IMAP helpers of the account worker: which folders to watch, and bounded fetches. */
@@ -71,16 +71,55 @@ export async function fetchHeaderRecords(
  */
 export async function fetchSources(client: ImapFlow, records: HeaderRecord[], maxBytes: number): Promise<Map<number, { source: Buffer; complete: boolean }>> {
   const out = new Map<number, { source: Buffer; complete: boolean }>();
-  const small = records.filter((r) => r.size <= maxBytes).map((r) => r.uid);
   const large = records.filter((r) => r.size > maxBytes).map((r) => r.uid);
-  if (small.length) {
-    for (const m of await client.fetchAll(toRanges(small), { uid: true, source: true }, { uid: true })) {
+  for (const uids of bySize(records.filter((r) => r.size <= maxBytes))) {
+    for (const m of await client.fetchAll(toRanges(uids), { uid: true, source: true }, { uid: true })) {
       if (m.source) out.set(m.uid, { source: m.source, complete: true });
     }
   }
   if (large.length) {
     for (const m of await client.fetchAll(toRanges(large), { uid: true, source: { start: 0, maxLength: maxBytes } }, { uid: true })) {
       if (m.source) out.set(m.uid, { source: m.source, complete: false });
+    }
+  }
+  return out;
+}
+
+/** Bytes of message sources asked for in one FETCH: bounds what one response holds in memory. */
+const FETCH_BYTES = 16 * 1024 * 1024;
+
+/** UIDs in groups whose RFC822.SIZE adds up to at most FETCH_BYTES (a larger message alone). */
+function bySize(records: HeaderRecord[]): number[][] {
+  const groups: number[][] = [];
+  let current: number[] = [];
+  let bytes = 0;
+  for (const r of records) {
+    if (current.length && bytes + r.size > FETCH_BYTES) {
+      groups.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(r.uid);
+    bytes += r.size;
+  }
+  if (current.length) groups.push(current);
+  return groups;
+}
+
+/**
+ * Sources by size, decided from RFC822.SIZE before anything is fetched (B25): messages up to
+ * `maxRawBytes` are fetched whole (they are kept); larger ones up to `maxMessageBytes` are
+ * streamed (BODY.PEEK[] in 64 KiB pieces) into the parser and never held whole; larger still
+ * are not fetched at all.
+ */
+export async function fetchSourcesBySize(client: ImapFlow, records: HeaderRecord[], limits: { maxRawBytes: number; maxMessageBytes: number }): Promise<Map<number, SourceResult>> {
+  const out = new Map<number, SourceResult>(await fetchSources(client, records.filter((r) => r.size <= limits.maxRawBytes), limits.maxRawBytes));
+  for (const r of records) {
+    if (r.size <= limits.maxRawBytes) continue;
+    if (r.size > limits.maxMessageBytes) {
+      out.set(r.uid, { skipped: `the message has ${r.size} bytes, more than sync.maxMessageBytes (${limits.maxMessageBytes}); only its header fields were read` });
+    } else {
+      out.set(r.uid, { stream: async () => (await client.download(String(r.uid), undefined, { uid: true })).content ?? null });
     }
   }
   return out;

@@ -2,8 +2,12 @@ import type { Logger } from 'pino';
 import { parseHeaderBlock, firstHeader, type HeaderField } from '../threads/headers.js';
 import { extractIdHeaders, normaliseId, type IdHeaders } from '../threads/message-ids.js';
 import { matchKeys, trackedComponents } from '../threads/matching.js';
-import { parseMessage } from '../mail/parse.js';
+import type { Readable } from 'node:stream';
+import { headerSummary, parseMessage, type ParsedMessage } from '../mail/parse.js';
+import { parseMessageStream } from '../mail/parse-stream.js';
+import { detectAutoReply } from '../threads/auto-reply.js';
 import { messageKey, type IngestResult, type Location, type Threads } from '../store/threads.js';
+import type { Quarantine, QuarantineReason } from '../store/quarantine.js';
 import type { ThreadOrigin } from '../store/records.js';
 
 /**
@@ -41,11 +45,23 @@ export interface FetchedSource {
   complete: boolean;
 }
 
+/** A message too large to keep: parsed while it streams in, never held whole. Null: gone. */
+export interface StreamedSource {
+  stream: () => Promise<Readable | null>;
+}
+
+/** A message not fetched at all (larger than sync.maxMessageBytes): only its header fields are known. */
+export interface SkippedSource {
+  skipped: string;
+}
+
+export type SourceResult = FetchedSource | StreamedSource | SkippedSource;
+
 export interface BatchOptions {
   /** Where each record was seen. */
   context: (rec: HeaderRecord) => IngestContext;
   /** Full sources of some records, by UID; a record left out is "not fetchable yet". */
-  fetchSources: (recs: HeaderRecord[]) => Promise<Map<number, FetchedSource>>;
+  fetchSources: (recs: HeaderRecord[]) => Promise<Map<number, SourceResult>>;
   /** Remember untracked records (keyed id hashes) so a parent arriving later finds them. */
   rememberUntracked: boolean;
   pendingTtlMs: number;
@@ -55,6 +71,16 @@ export interface BatchOptions {
 }
 
 export type OnStored = (keys: string[], ctx: IngestContext, reconsider: Location[]) => void;
+
+export interface IngestorOptions {
+  parseTimeoutMs: number;
+  onStored?: OnStored;
+  /** Longest text and HTML kept per message (store.maxTextBytes). */
+  maxTextBytes?: number;
+  /** Where messages that could not be stored are listed (without it, such a failure throws). */
+  quarantine?: Quarantine;
+  onQuarantined?: (reason: QuarantineReason) => void;
+}
 
 export class Ingestor {
   readonly #threads: Threads;
@@ -66,11 +92,18 @@ export class Ingestor {
    */
   readonly #onStored: OnStored;
 
-  constructor(threads: Threads, log: Logger, opts: { parseTimeoutMs: number; onStored?: OnStored }) {
+  readonly #maxTextBytes: number;
+  readonly #quarantine: Quarantine | null;
+  readonly #onQuarantined: (reason: QuarantineReason) => void;
+
+  constructor(threads: Threads, log: Logger, opts: IngestorOptions) {
     this.#threads = threads;
     this.#log = log;
     this.#parseTimeoutMs = opts.parseTimeoutMs;
     this.#onStored = opts.onStored ?? (() => {});
+    this.#maxTextBytes = opts.maxTextBytes ?? 1_048_576;
+    this.#quarantine = opts.quarantine ?? null;
+    this.#onQuarantined = opts.onQuarantined ?? (() => {});
   }
 
   /**
@@ -127,20 +160,25 @@ export class Ingestor {
         }
         if (!ctx.location || !(await this.#threads.addSighting(rec.key, ctx.location))) need.push(rec);
       }
-      const sources = need.length ? await opts.fetchSources(need) : new Map<number, FetchedSource>();
+      const sources = need.length ? await opts.fetchSources(need) : new Map<number, SourceResult>();
       let missingUid: number | null = null;
       for (const rec of need) {
         const got = sources.get(rec.uid);
-        if (!got) {
-          missingUid ??= rec.uid;
-          continue;
-        }
         // the batch decided it is tracked (a parent may be in a folder stored after this one):
         // storing must not ask again with less knowledge than the decision had, and indexes the
         // whole component so the relatives stored later join this thread
         const keys = rec.componentKeys ? [...new Set([...rec.keys, ...rec.componentKeys])] : rec.keys;
-        const result = await this.ingest({ ...rec, keys }, got.source, got.complete, { ...opts.context(rec), force: true });
-        if (result.status === 'stored') stored++;
+        const ctx = { ...opts.context(rec), force: true };
+        let result: IngestResult | null;
+        try {
+          result = got ? await this.#take({ ...rec, keys }, got, ctx) : null;
+        } catch (err) {
+          // a message that breaks storing is listed and passed over: it never stops the folder
+          await this.#storeFailed(rec, ctx, err);
+          continue;
+        }
+        if (!result) missingUid ??= rec.uid;
+        else if (result.status === 'stored') stored++;
       }
       await opts.onChunk?.(part[part.length - 1]!.rec.uid, missingUid);
       if (missingUid !== null) return { stored, missingUid };
@@ -151,13 +189,66 @@ export class Ingestor {
   /** Parses and stores one message. Never throws for bad mail: it is stored with the reason. */
   async ingest(rec: HeaderRecord, source: Buffer, complete: boolean, ctx: IngestContext): Promise<IngestResult> {
     const parsed = await parseMessage(source, { timeoutMs: this.#parseTimeoutMs, fallbackDate: rec.internalDate ?? undefined });
-    if (!complete) parsed.parseError = `only the first ${source.length} of ${rec.size} bytes were read (larger than store.maxRawBytes)`;
+    let reason: QuarantineReason | null = parsed.parseError ? (/longer than/.test(parsed.parseError) ? 'parse_timeout' : 'parse_failed') : null;
+    if (!complete) {
+      parsed.parseError = `only the first ${source.length} of ${rec.size} bytes were read (larger than store.maxRawBytes)`;
+      reason = 'too_large';
+    }
+    return this.#store(rec, parsed, complete ? source : null, ctx, reason);
+  }
+
+  /** A fetched, streamed or skipped source into the store; null when the message is gone. */
+  async #take(rec: HeaderRecord, got: SourceResult, ctx: IngestContext): Promise<IngestResult | null> {
+    if ('source' in got) return this.ingest(rec, got.source, got.complete, ctx);
+    if ('skipped' in got) return this.#store(rec, headerOnly(rec, got.skipped), null, ctx, 'too_large');
+    const stream = await got.stream();
+    if (!stream) return null;
+    const parsed = await parseMessageStream(stream, { timeoutMs: this.#parseTimeoutMs, fallbackDate: rec.internalDate ?? undefined, maxTextBytes: this.#maxTextBytes });
+    const reason = parsed.parseError ? (/longer than/.test(parsed.parseError) ? 'parse_timeout' : 'parse_failed') : null;
+    return this.#store(rec, parsed, null, ctx, reason);
+  }
+
+  async #store(rec: HeaderRecord, parsed: ParsedMessage, raw: Buffer | null, ctx: IngestContext, reason: QuarantineReason | null): Promise<IngestResult> {
+    parsed.text = parsed.text.slice(0, this.#maxTextBytes);
+    if (parsed.html) parsed.html = parsed.html.slice(0, this.#maxTextBytes);
     if (parsed.parseError) this.#log.warn({ messageKey: rec.key, uid: rec.uid, reason: parsed.parseError }, 'message stored with a parse problem');
     const result = await this.#threads.ingest({
-      key: rec.key, matchKeys: rec.keys, parsed, raw: complete ? source : null, location: ctx.location,
+      key: rec.key, matchKeys: rec.keys, parsed, raw, location: ctx.location,
       userId: ctx.userId, folder: ctx.folder, origin: ctx.origin ?? 'ats', force: ctx.force, candidateIds: ctx.candidateIds,
+      quarantine: reason && parsed.parseError ? { reason, detail: parsed.parseError } : undefined,
     });
-    if (result.status === 'stored') this.#onStored(rec.keys, ctx, result.reconsider);
+    if (result.status === 'stored') {
+      this.#onStored(rec.keys, ctx, result.reconsider);
+      if (reason) this.#onQuarantined(reason);
+    }
     return result;
   }
+
+  /** Lists a message whose storing failed; store-level faults (a closed store) are rethrown. */
+  async #storeFailed(rec: HeaderRecord, ctx: IngestContext, err: unknown): Promise<void> {
+    const e = err as Error & { code?: string };
+    if (!this.#quarantine || e.code?.startsWith('LEVEL_')) throw err;
+    this.#log.error({ err: { message: e.message, code: e.code }, messageKey: rec.key, uid: rec.uid }, 'storing a message failed; it is quarantined and the sync moves on');
+    await this.setAside(rec, ctx, 'store_failed', e.message ?? String(err));
+  }
+
+  /** Lists a message that is not stored (it stays in the mailbox), so the sync can move past it. */
+  async setAside(rec: HeaderRecord, ctx: IngestContext, reason: QuarantineReason, detail: string): Promise<void> {
+    if (!this.#quarantine) return;
+    await this.#quarantine.add({
+      userId: ctx.userId, folder: ctx.folder, uidValidity: ctx.location?.uidValidity ?? null, uid: ctx.location?.uid ?? null,
+      messageKey: rec.key, messageId: rec.ids.messageId, threadId: null, reason, detail, size: rec.size,
+    });
+    this.#log.warn({ messageKey: rec.key, uid: rec.uid, reason }, 'message set aside in the quarantine');
+    this.#onQuarantined(reason);
+  }
+}
+
+/** What is known of a message that was not fetched: its header fields. */
+function headerOnly(rec: HeaderRecord, why: string): ParsedMessage {
+  const summary = headerSummary(rec.fields, rec.internalDate ?? undefined);
+  return {
+    headers: rec.fields, ids: rec.ids, ...summary, text: '', html: null, snippet: '', attachments: [],
+    autoReply: detectAutoReply(rec.fields, summary.subject).autoReply, size: rec.size, parseError: why,
+  };
 }

@@ -115,7 +115,7 @@ t.test('sync a recruiter mailbox end to end', async (t) => {
     t.equal(events.length, eventsBefore + 1, 'exactly one new event: the tracked reply');
     t.notOk(JSON.stringify(events).includes('private-1'), 'nothing about the unrelated message in the feed');
     const status = await d.api<{ counts: { threads: number; messages: number } }>('GET', '/v1/users/u1/mailbox', { actingUser: 'u1' });
-    t.same(status.body.counts, { threads: 1, messages: 4 }, 'only the thread is stored');
+    t.same(status.body.counts, { threads: 1, messages: 4, quarantined: 0 }, 'only the thread is stored');
   });
 
   await t.test('stopped, mail appended, restarted: arrives once, nothing replayed', async (t) => {
