@@ -87,6 +87,7 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
         idleRefreshMs: s.idleRefreshSeconds * 1000,
         connectTimeoutMs: s.connectTimeoutSeconds * 1000,
         socketTimeoutMs: s.socketTimeoutSeconds * 1000,
+        probeTimeoutMs: s.probeTimeoutSeconds * 1000,
         fetchBatchSize: s.fetchBatchSize,
         backoff: { minMs: s.backoff.minMs, maxMs: s.backoff.maxMs, resetAfterMs: s.backoff.resetAfterSeconds * 1000 },
         initialWindowDays: s.initialWindowDays,

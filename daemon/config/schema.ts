@@ -71,6 +71,10 @@ export const schema = {
     },
     connectTimeoutSeconds: { doc: 'Longest wait for TCP, TLS, greeting and login together.', format: 'nat', default: 30 },
     socketTimeoutSeconds: { doc: 'A socket silent for this long (no answer to our commands or probes) is treated as dead and replaced.', format: 'nat', default: 360 },
+    probeTimeoutSeconds: {
+      doc: 'When IDLE ends after idleRefreshSeconds without news, a NOOP must be answered within this long, or the connection counts as silently dropped (a NAT box or firewall forgot it) and is replaced.',
+      format: 'nat', default: 30,
+    },
     fetchBatchSize: { doc: 'UIDs per FETCH of header fields during catch-up; keeps command lines and responses bounded on very large folders.', format: 'nat', default: 500 },
     backoff: {
       minMs: { doc: 'First delay before reconnecting after a drop.', format: 'nat', default: 1_000 },

@@ -6,6 +6,7 @@ import type { Store } from '../store/store.js';
 import type { FolderState, MailboxRecord, MailboxState } from '../store/records.js';
 import { Backoff } from './backoff.js';
 import { MissingUids, MISSING_RETRY_MS } from './missing-uids.js';
+import { probeConnection } from './idle-watchdog.js';
 import { classifyError } from './error-classifier.js';
 import { connectImap, type ConnectionGate } from './imap-connect.js';
 import type { LoginAuth, MailboxLogins } from './oauth2-tokens.js';
@@ -28,6 +29,8 @@ export interface WorkerSettings {
   idleRefreshMs: number;
   connectTimeoutMs: number;
   socketTimeoutMs: number;
+  /** A NOOP after a quiet IDLE period must be answered this fast, or the connection is replaced. */
+  probeTimeoutMs: number;
   fetchBatchSize: number;
   backoff: { minMs: number; maxMs: number; resetAfterMs: number };
   initialWindowDays: number;
@@ -277,19 +280,21 @@ export class AccountWorker {
   async #idle(client: ImapFlow, ms: number): Promise<void> {
     if (this.#dirty || this.#abort.signal.aborted) return;
     let timer: NodeJS.Timeout | undefined;
-    const woken = new Promise<void>((resolve) => {
-      this.#wake = resolve;
-      timer = setTimeout(resolve, ms);
+    const woken = new Promise<'woken' | 'timer'>((resolve) => {
+      this.#wake = () => resolve('woken');
+      timer = setTimeout(() => resolve('timer'), ms);
     });
     const started = Date.now();
     const idling = client.idle().then(() => 'ended' as const, () => 'ended' as const);
-    const first = await Promise.race([woken.then(() => 'woken' as const), idling]);
+    let first = await Promise.race([woken, idling]);
     if (first === 'ended' && Date.now() - started < 1_000 && client.usable && !this.#dirty) {
       // the server ended IDLE at once (or does not support it): wait for the timer instead of spinning
-      await woken;
+      first = await woken;
     }
     clearTimeout(timer);
     this.#wake = null;
+    // nothing arrived for a whole refresh period: make sure someone is still listening
+    if (first === 'timer' && !this.#abort.signal.aborted) await probeConnection(client, this.#deps.settings.probeTimeoutMs);
   }
 
   /** New mail in the open INBOX since the stored watermark. */

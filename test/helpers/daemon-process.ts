@@ -21,10 +21,20 @@ export interface DaemonProcess {
   api: <T = Record<string, unknown>>(method: string, url: string, body?: unknown, actingUser?: string) => Promise<{ status: number; body: T }>;
 }
 
-/** Writes a JSON config file for the process. */
-export function writeConfig(dir: string, config: Record<string, unknown>): string {
+/**
+ * Writes a JSON config file for a process on a fresh store in `dir` (API on a free port,
+ * SMTP listeners off, plain loopback IMAP allowed) with these webhook and sync options.
+ */
+export function writeConfig(dir: string, opts: { webhooks: Record<string, unknown>; sync: Record<string, unknown> }): string {
   const file = path.join(dir, 'mailsync.json');
-  fs.writeFileSync(file, JSON.stringify(config, null, 2));
+  fs.writeFileSync(file, JSON.stringify({
+    api: { port: 0, tokens: [TOKEN] },
+    store: { path: path.join(dir, 'store'), keyFile: path.join(dir, 'master.key') },
+    ats: { messageIdDomains: ['ats.example.net'] },
+    webhooks: opts.webhooks,
+    sync: { allowPlaintext: true, ...opts.sync },
+    smtp: { submission: { port: 0 }, intake: { port: 0 } },
+  }, null, 2));
   return file;
 }
 

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { buildMessage, type Account } from './dovecot.js';
+import { appendMessage, buildMessage, createMailbox, dovecotEnv, type Account } from './dovecot.js';
 import { waitUntil, type ReceivedWebhook, type RunningDaemon } from './daemon.js';
 
 /**
@@ -51,4 +51,12 @@ export async function feedEventsFor(d: RunningDaemon, messageId: string): Promis
     after = page.body.nextCursor;
   }
   return all.filter((e) => e.type === 'message.created' && e.data.message?.messageId === messageId).map((e) => e.id);
+}
+
+/** A fresh mailbox on the shared Dovecot with one ATS original in Sent. */
+export async function recruiterWithThread(prefix: string) {
+  const login = await createMailbox(prefix);
+  const original = atsOriginal(login.address);
+  await appendMessage(login, 'Sent', original.raw, ['\\Seen']);
+  return { login, env: dovecotEnv(), original };
 }

@@ -1,10 +1,10 @@
 import crypto from 'node:crypto';
 import t from 'tap';
 import pino from 'pino';
-import { appendMessage, buildMessage, createMailbox, dovecotEnv } from '../helpers/dovecot.js';
+import { appendMessage, buildMessage } from '../helpers/dovecot.js';
 import { startDaemon, startReceiver, WEBHOOK_SECRET } from '../helpers/daemon.js';
 import { openStack } from '../helpers/stack.js';
-import { atsOriginal, candidateReply, CANDIDATE, consentAndGoLive, messageIdOf } from '../helpers/recruiter.js';
+import { candidateReply, CANDIDATE, consentAndGoLive, messageIdOf, recruiterWithThread } from '../helpers/recruiter.js';
 import { Ingestor } from '../../daemon/sync/ingestor.js';
 import { Quarantine } from '../../daemon/store/quarantine.js';
 import type { IngestInput, IngestResult, Location, Threads } from '../../daemon/store/threads.js';
@@ -22,11 +22,8 @@ t.setTimeout(120_000);
 interface QuarantineView { id: string; reason: string; stored: boolean; threadId: string | null; messageId: string; size: number; detail: string; explanation: string }
 
 t.test('oversized mail on a live mailbox', async (t) => {
-  const login = await createMailbox('badmail');
-  const env = dovecotEnv();
+  const { login, env, original } = await recruiterWithThread('badmail');
   const receiver = await startReceiver(t);
-  const original = atsOriginal(login.address);
-  await appendMessage(login, 'Sent', original.raw, ['\\Seen']);
   const d = await startDaemon(t, {
     overrides: {
       webhooks: { url: receiver.url, secret: WEBHOOK_SECRET },

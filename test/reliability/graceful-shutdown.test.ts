@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { appendMessage, createMailbox, dovecotEnv } from '../helpers/dovecot.js';
-import { startReceiver, waitUntil, TOKEN, WEBHOOK_SECRET } from '../helpers/daemon.js';
+import { startReceiver, waitUntil, WEBHOOK_SECRET } from '../helpers/daemon.js';
 import { spawnDaemon, writeConfig, type DaemonProcess } from '../helpers/daemon-process.js';
 import { tempDir } from '../helpers/stack.js';
 import { atsOriginal, candidateReply, messageIdOf } from '../helpers/recruiter.js';
@@ -24,14 +24,7 @@ t.test('SIGTERM drains and exits 0; a second signal exits at once', async (t) =>
   const receiver = await startReceiver(t, (w) => (hang.has(messageIdOf(w) ?? '') ? 'hang' : 200));
   const dir = tempDir(t);
   const logFile = path.join(dir, 'daemon.log');
-  const configFile = writeConfig(dir, {
-    api: { port: 0, tokens: [TOKEN] },
-    store: { path: path.join(dir, 'store'), keyFile: path.join(dir, 'master.key') },
-    ats: { messageIdDomains: ['ats.example.net'] },
-    webhooks: { url: receiver.url, secret: WEBHOOK_SECRET, timeoutMs: 120_000 },
-    sync: { allowPlaintext: true, tlsCaFile: env.caFile },
-    smtp: { submission: { port: 0 }, intake: { port: 0 } },
-  });
+  const configFile = writeConfig(dir, { webhooks: { url: receiver.url, secret: WEBHOOK_SECRET, timeoutMs: 120_000 }, sync: { tlsCaFile: env.caFile } });
   const start = () => spawnDaemon(t, configFile, logFile);
   const live = (d: DaemonProcess) => waitUntil(async () => (await d.api<{ state: string }>('GET', '/v1/users/u1/mailbox', undefined, 'u1')).body.state === 'live', 'live');
   const msgs = (d: DaemonProcess) => d.logs.map((l) => (JSON.parse(l) as { msg: string }).msg);

@@ -1,15 +1,15 @@
 import t, { type Test } from 'tap';
-import { appendMessage, createMailbox, dovecotEnv } from '../helpers/dovecot.js';
+import { appendMessage } from '../helpers/dovecot.js';
 import { startDaemon, startReceiver, waitUntil, WEBHOOK_SECRET } from '../helpers/daemon.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
-import { atsOriginal, candidateReply, consentAndGoLive, feedEventsFor, mailboxState, messageIdOf } from '../helpers/recruiter.js';
+import { candidateReply, consentAndGoLive, feedEventsFor, mailboxState, messageIdOf, recruiterWithThread } from '../helpers/recruiter.js';
 
 /**
  * The network between the daemon and a real Dovecot misbehaves (a TCP proxy in between):
  * IDLE is re-issued on schedule, latency is tolerated, an unsolicited BYE and a reset are
  * recovered from, and a 60 s blackhole — the flow silently forgotten, as by a NAT box — is
- * detected, the socket replaced, and the mail that arrived meanwhile is delivered within 30 s
- * of recovery, exactly once. The daemon's timeouts are set short so the test does not have to
+ * detected by the NOOP probe after a quiet IDLE, the socket replaced, and the mail that
+ * arrived meanwhile is delivered within 30 s of recovery, exactly once. The daemon's timeouts are set short so the test does not have to
  * wait out production defaults; the blackhole itself lasts the full 60 s.
  */
 
@@ -18,17 +18,15 @@ t.setTimeout(240_000);
 const BLACKHOLE_MS = 60_000;
 
 t.test('IMAP connection faults between the daemon and Dovecot', async (t) => {
-  const login = await createMailbox('faults');
-  const env = dovecotEnv();
+  const { login, env, original } = await recruiterWithThread('faults');
   const proxy = await FaultProxy.start(t, { host: env.host, port: env.port });
   const receiver = await startReceiver(t);
-  const original = atsOriginal(login.address);
-  await appendMessage(login, 'Sent', original.raw, ['\\Seen']);
   const d = await startDaemon(t, {
     overrides: {
       webhooks: { url: receiver.url, secret: WEBHOOK_SECRET },
       sync: {
-        tlsCaFile: env.caFile, sentPollSeconds: 600, idleRefreshSeconds: 2, socketTimeoutSeconds: 4, connectTimeoutSeconds: 3,
+        // the socket timeout is left long: the NOOP probe after a quiet IDLE must find the dead flow
+        tlsCaFile: env.caFile, sentPollSeconds: 600, idleRefreshSeconds: 2, probeTimeoutSeconds: 2, socketTimeoutSeconds: 120, connectTimeoutSeconds: 3,
         backoff: { minMs: 200, maxMs: 3_000, resetAfterSeconds: 10 },
       },
     },
@@ -109,7 +107,7 @@ t.test('IMAP connection faults between the daemon and Dovecot', async (t) => {
     await waitUntil(async () => (await mailboxState(d)) === 'live', 'live again');
     const states = receiver.ofType('mailbox.state_changed').map((w) => w.body.data.state);
     t.same(states.slice(-2), ['unreachable', 'live'], 'the ATS was told: unreachable, then live again');
-    t.ok(d.logs.some((l) => l.includes('connection dropped; reconnecting')), 'the silent socket was given up and replaced');
+    t.ok(d.logs.some((l) => l.includes('connection dropped; reconnecting') && l.includes('did not answer a NOOP')), 'the silent socket was found by the NOOP probe and replaced');
   });
 
   await t.test('no message was ever delivered twice', async (t) => {
