@@ -18,6 +18,8 @@ import { ConnectionGate } from './sync/imap-connect.js';
 import { WebhookDispatcher } from './events/dispatcher.js';
 import { buildApi } from './api/server.js';
 import { Metrics } from './ops/metrics.js';
+import { MessageIdStamper } from './mail/message-stamp.js';
+import { Relay } from './mail/relay.js';
 import { mailboxStateCounts } from './ops/status.js';
 import { MailsyncError } from './errors.js';
 
@@ -42,12 +44,22 @@ export interface DaemonParts {
   dispatcher: WebhookDispatcher | null;
   api: FastifyInstance;
   metrics: Metrics;
+  relay: Relay;
   /** Fresh logins (OAuth2 access tokens refreshed) for IMAP and the relay's SMTP. */
   logins: MailboxLogins;
   imports: ImportRunner;
 }
 
-export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metrics } = {}): Daemon {
+export interface DaemonOptions {
+  metrics?: Metrics;
+  /**
+   * SMTP listener ports instead of the configured ones, 0 for any free port (embedding, tests).
+   * In config a port of 0 disables a listener, as API.md says.
+   */
+  smtpPorts?: { submission?: number; intake?: number };
+}
+
+export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = {}): Daemon {
   let parts: DaemonParts | null = null;
   let apiUrl = '';
   let ready = false;
@@ -63,7 +75,10 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
     const normalise = (a: string) => normaliseAddress(a, domainRules);
     const accounts = new Accounts(store, outbox, normalise);
     const domains = config.ats.messageIdDomains;
-    const threads = new Threads(store, outbox, accounts, { isAtsKey: (k) => isAtsDomainId(k, domains), normalise, maxRawBytes: config.store.maxRawBytes });
+    // ids the relay stamped stay tracked even if the ATS domains change later
+    const stamper = new MessageIdStamper(masterKey);
+    const isAtsKey = (k: string) => isAtsDomainId(k, domains) || stamper.verify(k);
+    const threads = new Threads(store, outbox, accounts, { isAtsKey, normalise, maxRawBytes: config.store.maxRawBytes });
     let supervisor: SyncSupervisor | null = null;
     const quarantine = new Quarantine(store);
     const ingestor = new Ingestor(threads, log.child({ component: 'ingest' }), {
@@ -109,23 +124,30 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
         metrics.webhookLatency.observe(seconds);
       })
       : null;
+    const port = (configured: number, override: number | undefined) => (override !== undefined ? override : configured === 0 ? null : configured);
+    const relay = new Relay({
+      config, store, outbox, accounts, threads, ingestor, logins, stamper, isAtsKey, normalise, metrics, log,
+      listen: { submission: port(config.smtp.submission.port, opts.smtpPorts?.submission), intake: port(config.smtp.intake.port, opts.smtpPorts?.intake) },
+    });
     const sync = supervisor;
     const imports = new ImportRunner({
       store, outbox, accounts, threads, ingestor, normalise, log: log.child({ component: 'import' }),
       withConnection: (userId, task) => sync.withConnection(userId, task), batchSize: s.fetchBatchSize, maxRawBytes: config.store.maxRawBytes,
     });
-    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins, imports, quarantine });
-    parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, logins, imports };
+    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins, imports, quarantine, relayQueueDepth: () => relay.queue.depth });
+    parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, relay, logins, imports };
     const sup = supervisor;
     metrics.readFrom({
       mailboxStates: () => mailboxStateCounts(accounts),
       outboxDepth: async () => (await outbox.queued(1_000_000)).length,
+      relayQueueDepth: () => relay.queue.depth,
       oldestFolderCheckSeconds: () => {
         const oldest = sup.oldestFolderCheck();
         return oldest === null ? null : Math.max(0, (Date.now() - oldest) / 1000);
       },
     });
     await dispatcher?.start();
+    await relay.start();
     try {
       await api.listen({ host: config.api.host, port: config.api.port });
     } catch (err) {
@@ -137,7 +159,7 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
     await supervisor.start();
     await imports.start();
     ready = true;
-    log.info({ api: apiUrl, store: config.store.path, webhooks: w.url ? 'push' : 'feed only', mailboxes: supervisor.size }, 'mailsync started');
+    log.info({ api: apiUrl, store: config.store.path, webhooks: w.url ? 'push' : 'feed only', mailboxes: supervisor.size, smtp: relay.ports, relayQueued: relay.queue.depth }, 'mailsync started');
   }
 
   /** Stops in reverse order; each step on its own so one failure does not skip the rest. */
@@ -147,6 +169,7 @@ export function createDaemon(config: Config, log: Logger, opts: { metrics?: Metr
       if (!parts) return;
       const steps: Array<[string, () => Promise<unknown>]> = [
         ['api', () => parts!.api.close()],
+        ['relay', () => parts!.relay.stop()],
         // sync first: it cancels the IMAP work of running imports, which then stay queued
         ['sync', () => parts!.supervisor.stop()],
         ['imports', () => parts!.imports.stop()],

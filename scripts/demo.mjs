@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// The guided tour behind `npm run demo`: a real Dovecot with a recruiter's mailbox, the real
-// daemon, a real webhook receiver, and a candidate's reply travelling from the mailbox to a
-// signed webhook and the REST API. Runs until Ctrl-C; `--once` exits after the tour.
+// The guided tour behind `npm run demo`: a real Dovecot with a recruiter's mailbox, a local SMTP
+// server standing for the recruiter's mail provider, the real daemon, a real webhook receiver;
+// the ATS's email goes out through the daemon's relay, and the candidate's reply travels from
+// the mailbox to a signed webhook and the REST API. Runs until Ctrl-C; `--once` exits after the
+// tour.
 //
 // Only Node built-ins are imported statically: on a fresh clone this script installs the
 // npm dependencies and builds the daemon before it loads anything else.
@@ -19,6 +21,8 @@ const runDir = path.join(root, '.run/demo');
 const dovecotDir = path.join(root, '.run/demo-dovecot');
 const TOKEN = `demo-token-${crypto.randomBytes(6).toString('hex')}`;
 const WEBHOOK_SECRET = `demo-webhook-secret-${crypto.randomBytes(6).toString('hex')}`;
+// the ATS's login at mailsync's SMTP submission listener
+const ATS_SMTP = { user: 'ats', pass: `demo-relay-${crypto.randomBytes(6).toString('hex')}` };
 const RECRUITER = { userId: 'u-robin', name: 'Robin Recruiter', address: 'robin@example.com' };
 const CANDIDATE = { id: 'c-pat', name: 'Pat Candidate', address: 'pat.candidate@example.org' };
 const ATS_DOMAIN = 'ats.example.net';
@@ -94,6 +98,8 @@ if (!fs.existsSync(built) || fs.statSync(built).mtimeMs < newestMtime(path.join(
 
 const { ImapFlow } = await import('imapflow');
 const MailComposer = (await import('nodemailer/lib/mail-composer/index.js')).default;
+const nodemailer = (await import('nodemailer')).default;
+const { SMTPServer } = await import('smtp-server');
 const { verifySignature } = await import(path.join(root, 'dist/daemon/events/signature.js'));
 
 // ------------------------------------------------------------------ 2. the mail server
@@ -151,7 +157,10 @@ const receiver = http.createServer((req, res) => {
     event.receivedAt = Date.now();
     events.push(event);
     const d = event.data ?? {};
-    const what = event.type === 'mailbox.state_changed' ? `state is now "${d.state}"` : event.type === 'message.created' ? `${d.message?.direction} message from ${d.message?.from?.address} in thread ${d.threadId}` : event.type === 'thread.linked' ? `thread ${d.threadId} linked to candidate ${d.candidateId}` : '';
+    const what = event.type === 'mailbox.state_changed' ? `state is now "${d.state}"`
+      : event.type === 'message.created' ? `${d.message?.direction} message from ${d.message?.from?.address} in thread ${d.threadId}`
+      : event.type === 'thread.linked' ? `thread ${d.threadId} linked to candidate ${d.candidateId}`
+      : event.type === 'message.sent' ? `relay delivered ${d.messageId} to ${d.accepted?.join(', ')}` : '';
     console.log(`   ${bold('webhook')} ${event.type} ${dim(event.id)} ${what} ${dim('(signature verified)')}`);
     for (const w of waiters.splice(0)) w();
   });
@@ -162,11 +171,44 @@ const webhookUrl = `http://127.0.0.1:${receiverPort}/mailsync`;
 say(`listening on ${webhookUrl}; it checks every X-Mailsync-Signature with the shared secret`);
 const waitEvent = (pred, what, timeoutMs = 30_000) => until(async () => events.find(pred), what, timeoutMs);
 
-// ------------------------------------------------------------------ 4. the daemon
+// ------------------------------------------------------------------ 4. the provider's SMTP server
+step('Starting an SMTP server standing for the recruiter\'s mail provider');
+// What Gmail or Microsoft 365 do with mail the recruiter sends: check the login, deliver it to
+// the recipient, and keep a copy in the sender's Sent folder. Here the candidate's mailbox is
+// this terminal, and the copy goes into the demo Dovecot. (mailsync itself never writes to a
+// mailbox unless smtp.relay.appendToSent is turned on for providers that keep no copy.)
+const provider = new SMTPServer({
+  logger: false, disableReverseLookup: true, closeTimeout: 500,
+  key: fs.readFileSync(path.join(dovecot.dir, 'key.pem')), cert: fs.readFileSync(dovecot.caFile),
+  onAuth(auth, _session, cb) {
+    if (auth.username === login.user && auth.password === login.pass) return cb(null, { user: auth.username });
+    cb(Object.assign(new Error('5.7.8 Username and Password not accepted'), { responseCode: 535 }));
+  },
+  onData(stream, session, cb) {
+    const chunks = [];
+    stream.on('data', (c) => chunks.push(c));
+    stream.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      const to = session.envelope.rcptTo.map((r) => r.address).join(', ');
+      deliver('Sent', raw, ['\\Seen']).then(() => {
+        console.log(`   ${bold('provider')} accepted mail from ${session.envelope.mailFrom.address} (logged in as ${session.user}, ${session.secure ? 'TLS' : 'no TLS'}), delivered it to ${to}, kept a copy in Sent`);
+        cb(null, 'OK: delivered');
+      }, (err) => cb(err));
+    });
+  },
+});
+provider.on('error', () => {});
+const providerPort = await freePort(2465);
+await new Promise((r) => provider.listen(providerPort, '127.0.0.1', r));
+cleanups.push(() => provider.close());
+say(`listening on 127.0.0.1:${providerPort} with STARTTLS; it takes the recruiter's own login, as Gmail or Microsoft 365 would`);
+
+// ------------------------------------------------------------------ 5. the daemon
 step('Starting mailsync on its embedded defaults, with a few environment variables for the demo');
 fs.rmSync(runDir, { recursive: true, force: true });
 fs.mkdirSync(runDir, { recursive: true });
 const apiPort = await freePort(8025);
+const submissionPort = await freePort(2587);
 const env = {
   ...process.env,
   MAILSYNC_STORE_PATH: path.join(runDir, 'data'),
@@ -179,6 +221,12 @@ const env = {
   // the demo's Dovecot has a self-signed certificate: trust exactly that one for STARTTLS
   MAILSYNC_SYNC_TLSCAFILE: dovecot.caFile,
   MAILSYNC_SYNC_SENTPOLLSECONDS: '2',
+  // the SMTP relay: where the ATS sends, with its own login; the intake is not used here
+  MAILSYNC_SMTP_SUBMISSION_PORT: String(submissionPort),
+  MAILSYNC_SMTP_SUBMISSION_USERS: JSON.stringify([ATS_SMTP]),
+  MAILSYNC_SMTP_INTAKE_PORT: '0',
+  // the demo provider uses the same self-signed certificate as the demo Dovecot
+  MAILSYNC_SMTP_RELAY_TLSCAFILE: dovecot.caFile,
 };
 const logFile = path.join(runDir, 'daemon.log');
 const logFd = fs.openSync(logFile, 'a');
@@ -204,10 +252,11 @@ async function call(method, url, body, actingUser) {
 }
 await until(async () => (await fetch(`${api}/readyz`)).ok, 'mailsync to become ready');
 say(`API on ${api} (bearer token ${TOKEN}); store in ${path.relative(root, runDir)}/data; log in ${path.relative(root, logFile)}`);
-say(`set through MAILSYNC_* variables: the store path, a free API port, a fresh token, the webhook URL and secret, and trust in the demo Dovecot's certificate`);
+say(`SMTP submission for the ATS on 127.0.0.1:${submissionPort} (login ${ATS_SMTP.user} / ${ATS_SMTP.pass})`);
+say(`set through MAILSYNC_* variables: the store path, free ports, a fresh token and relay login, the webhook URL and secret, and trust in the demo certificate`);
 say(`tracking replies to messages whose Message-ID ends in @${ATS_DOMAIN}`);
 
-// ------------------------------------------------------------------ 5. opt-in
+// ------------------------------------------------------------------ 6. opt-in
 step('The ATS registers the recruiter and the candidate, and the recruiter opts in');
 await call('PUT', `/v1/users/${RECRUITER.userId}`, { email: RECRUITER.address, name: RECRUITER.name });
 say(`PUT /v1/users/${RECRUITER.userId}              → ${RECRUITER.name} <${RECRUITER.address}>`);
@@ -215,26 +264,35 @@ await call('PUT', `/v1/candidates/${CANDIDATE.id}`, { emails: [CANDIDATE.address
 say(`PUT /v1/candidates/${CANDIDATE.id}              → ${CANDIDATE.name} <${CANDIDATE.address}>`);
 await call('PUT', `/v1/users/${RECRUITER.userId}/mailbox`, {
   imap: { host: dovecot.host, port: dovecot.port, secure: false, auth: { user: login.user, pass: login.pass } },
+  smtp: { host: '127.0.0.1', port: providerPort, secure: false, auth: { user: login.user, pass: login.pass } },
 }, RECRUITER.userId);
-say(`PUT /v1/users/${RECRUITER.userId}/mailbox      → consent given (the password is stored encrypted, never shown again)`);
+say(`PUT /v1/users/${RECRUITER.userId}/mailbox      → consent given for IMAP (read) and SMTP (send as Robin); the password is stored encrypted, never shown again`);
 await waitEvent((e) => e.type === 'mailbox.state_changed' && e.data?.state === 'live', 'the mailbox to go live');
 const status = await call('GET', `/v1/users/${RECRUITER.userId}/mailbox`, null, RECRUITER.userId);
 say(`the mailbox is live: watching ${status.folders.map((f) => f.path).join(' and ')}; ${status.counts.messages} messages stored (private mail is not kept)`);
 
-// ------------------------------------------------------------------ 6. the ATS writes to the candidate
-step('The ATS emails the candidate from the recruiter\'s address');
-const atsMessageId = `<${crypto.randomBytes(8).toString('hex')}.interview@${ATS_DOMAIN}>`;
-const original = await compose({
+// ------------------------------------------------------------------ 7. the ATS writes to the candidate
+step('The ATS emails the candidate from the recruiter\'s address, through mailsync\'s relay');
+// Any SMTP client works; nodemailer is the ATS's here. X-Mailsync-Candidate links the thread to
+// the candidate; mailsync removes it before the mail leaves.
+const ats = nodemailer.createTransport({ host: '127.0.0.1', port: submissionPort, secure: false, auth: ATS_SMTP });
+const sentInfo = await ats.sendMail({
   from: `${RECRUITER.name} <${RECRUITER.address}>`, to: `${CANDIDATE.name} <${CANDIDATE.address}>`,
-  subject: 'Interview for the Backend Engineer role', messageId: atsMessageId,
+  subject: 'Interview for the Backend Engineer role',
   text: 'Hello Pat,\n\nThank you for applying. Could you do a call on Tuesday or Wednesday?\n\nRobin',
+  headers: { 'X-Mailsync-Candidate': CANDIDATE.id },
 });
-await deliver('Sent', original, ['\\Seen']);
-say(`sent with Message-ID ${atsMessageId}; the recruiter's provider keeps a copy in Sent`);
-const outboundEvent = await waitEvent((e) => e.type === 'message.created' && e.data?.message?.direction === 'outbound', 'the sent copy to be picked up');
-say(`mailsync found it in Sent and opened thread ${outboundEvent.data.threadId}`);
+ats.close();
+const [, queueId, atsMessageId] = /queued as (\S+) (<[^>]+>)/.exec(sentInfo.response) ?? [];
+if (!atsMessageId) fail(`the relay answered "${sentInfo.response}" without a queue id and Message-ID`);
+say(`the relay answered: ${sentInfo.response}`);
+say(`the thread was recorded before that answer; the Message-ID is stamped in @${ATS_DOMAIN} so replies are recognised`);
+const sentEvent = await waitEvent((e) => e.type === 'message.sent' && e.data?.queueId === queueId, 'the relay to send the message');
+say(`mailsync sent it with Robin's own login at the provider (message.sent for ${queueId}, thread ${sentEvent.data.threadId})`);
+await waitEvent((e) => e.type === 'message.created' && e.data?.message?.messageId === atsMessageId, 'the sent copy to be picked up from Sent');
+say('the sync found the provider\'s copy in Sent: the thread now holds the sent message');
 
-// ------------------------------------------------------------------ 7. the candidate replies
+// ------------------------------------------------------------------ 8. the candidate replies
 step('The candidate replies: the message lands in the recruiter\'s INBOX');
 const reply = await compose({
   from: `${CANDIDATE.name} <${CANDIDATE.address}>`, to: `${RECRUITER.name} <${RECRUITER.address}>`,
@@ -247,7 +305,7 @@ await deliver('INBOX', reply);
 const inbound = await waitEvent((e) => e.type === 'message.created' && e.data?.message?.direction === 'inbound', 'the reply webhook');
 say(`the ATS got the webhook ${inbound.receivedAt - deliveredAt} ms after the reply landed (IMAP IDLE, no polling)`);
 
-// ------------------------------------------------------------------ 8. the API
+// ------------------------------------------------------------------ 9. the API
 step('The ATS reads the conversation from the API');
 const { threads } = await call('GET', `/v1/candidates/${CANDIDATE.id}/threads`);
 say(`GET /v1/candidates/${CANDIDATE.id}/threads → ${threads.length} thread: "${threads[0].subject}", ${threads[0].messageCount} messages, origin ${threads[0].origin}`);
@@ -260,8 +318,8 @@ const received = thread.messages.find((m) => m.direction === 'inbound');
 const att = received.attachments[0];
 say(`GET /v1/messages/${received.id}/attachments/${att.id} serves the CV's bytes; /raw serves the original message`);
 
-// ------------------------------------------------------------------ 9. nothing changed in the mailbox
-step('The mailbox itself was only read');
+// ------------------------------------------------------------------ 10. nothing changed in the mailbox
+step('The mailbox itself was only read by mailsync');
 const flags = await imap(async (c) => {
   const out = [];
   for (const folder of ['INBOX', 'Sent']) {
@@ -271,7 +329,7 @@ const flags = await imap(async (c) => {
   return out;
 });
 for (const f of flags) say(f);
-say('the candidate\'s reply is still unread: the recruiter sees it as new in their mail client');
+say('the copy in Sent was put there by the provider; the candidate\'s reply is still unread: the recruiter sees it as new');
 
 // ------------------------------------------------------------------ the end
 step(once ? 'Done (--once): stopping' : 'mailsync keeps running. Try it yourself:');
@@ -280,6 +338,7 @@ if (!once) {
   say(`curl -H 'Authorization: Bearer ${TOKEN}' ${api}/v1/events`);
   say(`curl ${api}/openapi.json`);
   say(`Reply again from any IMAP client: 127.0.0.1:${dovecot.port}, user ${login.user}, password ${login.pass}`);
+  say(`Send as Robin through the relay: SMTP 127.0.0.1:${submissionPort}, login ${ATS_SMTP.user} / ${ATS_SMTP.pass}, from ${RECRUITER.address}`);
   say('Webhooks keep printing here. Press Ctrl-C to stop.');
 }
 
@@ -289,6 +348,7 @@ async function shutdown() {
   daemon.kill('SIGTERM');
   await Promise.race([new Promise((r) => daemon.once('exit', r)), sleep(10_000)]);
   receiver.close();
+  provider.close();
   spawnSync('bash', ['scripts/dovecot.sh', 'stop', '--dir', dovecotDir], { cwd: root, stdio: 'ignore' });
   console.log('\nstopped mailsync, the webhook receiver and the demo Dovecot');
   process.exit(0);

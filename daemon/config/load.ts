@@ -109,6 +109,14 @@ function addFormats(): void {
         if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('must be an http(s) URL or empty');
       },
     },
+    'seconds-list': {
+      validate(v: unknown) {
+        if (!Array.isArray(v) || v.length === 0 || v.some((n) => typeof n !== 'number' || !Number.isFinite(n) || n < 0)) {
+          throw new Error('must be a list of at least one number of seconds (0 or more)');
+        }
+      },
+      coerce: (v: unknown) => (typeof v === 'string' ? v.split(',').map((s) => Number(s.trim())) : v),
+    },
     // convict's own messages for these ("ports must be within range 0 - 65535") do not say that
     // "8025.5" or "eighty" fail because they are not whole numbers
     port: {
@@ -196,6 +204,9 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   if (config.store.key && !/^[0-9a-f]{64}$/i.test(config.store.key)) {
     throw new MailsyncError('MAILSYNC_ERR_CONFIG', 'invalid configuration:\n  store.key: must be 64 hexadecimal characters (32 bytes)');
   }
+  if (!!config.smtp.tls.certFile !== !!config.smtp.tls.keyFile) {
+    throw new MailsyncError('MAILSYNC_ERR_CONFIG', 'invalid configuration:\n  smtp.tls: certFile and keyFile must be set together');
+  }
   return { config, redacted: () => redactedText(config), warnings: configWarnings(config, env) };
 }
 
@@ -233,6 +244,11 @@ function configWarnings(config: Config, env: NodeJS.ProcessEnv): string[] {
   if (config.api.tokens.includes('change-me')) out.push('api.tokens still holds the default token "change-me": set your own before the API is reachable by anyone else');
   if (config.smtp.submission.port !== 0 && config.smtp.submission.users.some((u) => u.pass === 'change-me')) {
     out.push('smtp.submission.users still holds the default password "change-me": set your own, or set smtp.submission.port to 0');
+  }
+  const t = config.smtp.tls;
+  const exposed = (host: string, port: number) => port !== 0 && !/^(127\.|::1$|localhost$)/.test(host);
+  if (!t.certFile && (exposed(config.smtp.submission.host, config.smtp.submission.port) || exposed(config.smtp.intake.host, config.smtp.intake.port))) {
+    out.push('an SMTP listener is reachable beyond loopback without smtp.tls: passwords and mail cross the network in clear');
   }
   if (config.ats.messageIdDomains.length === 0) out.push('ats.messageIdDomains is empty: only threads declared with POST /v1/outbound (or the relay) are tracked');
   return out;

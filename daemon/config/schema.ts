@@ -122,6 +122,13 @@ export const schema = {
     },
   },
   smtp: {
+    tls: {
+      certFile: {
+        doc: 'Certificate chain (PEM) for STARTTLS on the submission and intake listeners. Empty: no TLS is offered, and the ATS may AUTH in clear; keep both listeners on loopback or a private network then.',
+        format: String, default: '',
+      },
+      keyFile: { doc: 'Private key (PEM) of tls.certFile.', format: String, default: '' },
+    },
     submission: {
       host: { doc: 'Address of the submission listener (the ATS sends mail through it).', format: String, default: '127.0.0.1' },
       port: { doc: 'Port of the submission listener; 0 disables it.', format: 'port', default: 2587 },
@@ -129,10 +136,47 @@ export const schema = {
         doc: 'Credentials the ATS uses for SMTP AUTH on the submission listener: a list of {user, pass}. As an env var: JSON.',
         format: 'credential-list', default: [{ user: 'ats', pass: 'change-me' }], sensitive: true,
       },
+      maxMessageBytes: { doc: 'Largest message the ATS may submit (advertised with SIZE); larger ones are refused with 552.', format: 'nat', default: 26_214_400 },
+      maxRecipients: { doc: 'Most recipients of one submitted message; more are refused with 452.', format: 'nat', default: 100 },
     },
     intake: {
       host: { doc: 'Address of the limited-sync intake listener (mail-flow rules forward replies to it).', format: String, default: '127.0.0.1' },
       port: { doc: 'Port of the intake listener; 0 disables it.', format: 'port', default: 2525 },
+      maxMessageBytes: { doc: 'Largest forwarded message the intake accepts; larger ones are refused with 552.', format: 'nat', default: 26_214_400 },
+      maxRecipients: { doc: 'Most recipients of one forwarded message; more are refused with 452.', format: 'nat', default: 100 },
+    },
+    relay: {
+      concurrency: { doc: 'Messages the relay hands to mail servers at once.', format: 'nat', default: 8 },
+      connectionsPerServer: { doc: 'Open SMTP connections kept per sending account (or smarthost). Providers limit these; 2 to 3 is safe for Gmail and Microsoft 365.', format: 'nat', default: 3 },
+      retryDelaysSeconds: {
+        doc: 'Wait before each new attempt after a temporary failure (4xx reply, connection error); after the last one the message fails with message.failed. The default retries for about 32 hours.',
+        format: 'seconds-list', default: [60, 300, 900, 1_800, 3_600, 7_200, 14_400, 28_800, 28_800, 28_800],
+      },
+      connectTimeoutSeconds: { doc: 'Longest wait for TCP, TLS and the greeting of the mail server.', format: 'nat', default: 30 },
+      socketTimeoutSeconds: { doc: 'A connection to a mail server that stays silent this long is given up (and the message retried).', format: 'nat', default: 120 },
+      allowPlaintext: {
+        doc: 'Allow sending (and the password) without TLS when a mail server offers no STARTTLS. Only for a server on loopback or a trusted network.',
+        format: 'boolean', default: false,
+      },
+      tlsCaFile: { doc: 'Extra CA certificate (PEM) trusted for outgoing SMTP TLS, for servers with a private CA. Empty: the system CAs.', format: String, default: '' },
+      smarthost: {
+        host: {
+          doc: 'Mail server that sends for users whose consent has no smtp settings (for example an organisation relay that may send as its domain). Empty: such users cannot send through mailsync.',
+          format: String, default: '',
+        },
+        port: { doc: 'Port of the smarthost.', format: 'port', default: 587 },
+        secure: { doc: 'Implicit TLS to the smarthost (port 465); false uses STARTTLS.', format: 'boolean', default: false },
+        user: { doc: 'Login at the smarthost; empty sends without AUTH.', format: String, default: '' },
+        pass: { doc: 'Password at the smarthost.', format: String, default: '', sensitive: true },
+      },
+      appendToSent: {
+        doc: 'After sending, put a copy into the user\'s Sent folder over IMAP, for providers that do not keep one. The only write to a mailbox mailsync can make; off unless you turn it on.',
+        format: 'boolean', default: false,
+      },
+      durableAccept: {
+        doc: 'Flush each accepted message to disk (fsync) before answering 250, so a power cut loses nothing that was acknowledged. A process crash never loses it either way.',
+        format: 'boolean', default: true,
+      },
     },
   },
   log: {

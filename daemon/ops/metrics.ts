@@ -44,6 +44,9 @@ export class Metrics {
   readonly relayQueueDepth: client.Gauge;
   // ---- api ----
   readonly apiAuthFailures: client.Counter;
+  readonly relayMessages: client.Counter;
+  readonly relaySubmissions: client.Counter;
+  readonly intakeMessages: client.Counter;
 
   constructor(collectDefaults = true) {
     const registers = [this.registry];
@@ -91,6 +94,9 @@ export class Metrics {
       },
     });
     this.apiAuthFailures = new client.Counter({ name: 'mailsync_api_auth_failures_total', help: 'Requests refused for a missing or wrong token', registers });
+    this.relayMessages = new client.Counter({ name: 'mailsync_relay_messages_total', help: 'Relay send attempts by outcome: sent, failed (for good), deferred (retried later)', labelNames: ['outcome'], registers });
+    this.relaySubmissions = new client.Counter({ name: 'mailsync_relay_submissions_total', help: 'Messages offered on the submission listener: accepted or refused', labelNames: ['outcome'], registers });
+    this.intakeMessages = new client.Counter({ name: 'mailsync_intake_messages_total', help: 'Messages received on the limited-sync intake: stored, duplicate, dropped (no tracked thread, not stored), unattributed, refused', labelNames: ['outcome'], registers });
     // process metrics and nodejs_eventloop_lag_* (event loop lag), under the mailsync_ prefix
     if (collectDefaults) client.collectDefaultMetrics({ register: this.registry, prefix: 'mailsync_' });
   }

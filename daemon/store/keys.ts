@@ -7,6 +7,7 @@
  * | key                                         | value                                        |
  * |---------------------------------------------|----------------------------------------------|
  * | meta!version                                | layout version                               |
+ * | meta!flush                                  | 0 — written with fsync (Store.flush)         |
  * | user!{userId}                               | UserRecord                                   |
  * | uaddr!{normAddr}!{userId}                   | '' — user addresses (email and aliases)      |
  * | mbx!{userId}                                | MailboxRecord, credentials sealed            |
@@ -33,6 +34,8 @@
  * |                                             | should be, with the reason                   |
  * | evt!{seq}                                   | EventRecord: the outbox and the change feed  |
  * | evq!{seq}                                   | '' — events still to deliver                 |
+ * | rly!{queueId}                               | RelayEntry: a message the relay still sends  |
+ * | rlyraw!{queueId}                            | its bytes as they will be sent               |
  */
 
 export const SEP = '!';
@@ -61,6 +64,7 @@ export function invertTime(iso: string): string {
 
 export const K = {
   version: () => 'meta!version',
+  flush: () => 'meta!flush',
   user: (userId: string) => `user!${userId}`,
   userAddr: (normAddr: string, userId: string) => `uaddr!${esc(normAddr)}!${userId}`,
   userAddrPrefix: (normAddr: string) => `uaddr!${esc(normAddr)}!`,
@@ -102,10 +106,13 @@ export const K = {
   eventPrefix: () => 'evt!',
   eventQueue: (seq: number) => `evq!${pad(seq)}`,
   eventQueuePrefix: () => 'evq!',
+  relay: (queueId: string) => `rly!${queueId}`,
+  relayPrefix: () => 'rly!',
+  relayRaw: (queueId: string) => `rlyraw!${queueId}`,
 };
 
 /** Key prefixes whose values hold mail content: sealed when `store.encryptContent` is on. */
-export const CONTENT_PREFIXES = ['msg!', 'raw!', 'thr!', 'evt!'];
+export const CONTENT_PREFIXES = ['msg!', 'raw!', 'thr!', 'evt!', 'rly!', 'rlyraw!'];
 
 /** The last `!`-separated part of a key. */
 export function lastPart(key: string): string {

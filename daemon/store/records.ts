@@ -182,6 +182,37 @@ export interface PendingRef {
   expiresAt: number;
 }
 
+/** A recipient a mail server refused for good, with its reply. */
+export interface RelayRejection {
+  recipient: string;
+  error: string;
+}
+
+/** A message accepted by the relay and not yet sent (or given up on). */
+export interface RelayEntry {
+  queueId: string;
+  userId: string;
+  threadId: string;
+  /** The Message-ID as sent, with angle brackets. */
+  messageId: string;
+  /** Envelope sender (the user's address) and the recipients still to send to. */
+  from: string;
+  to: string[];
+  accepted: string[];
+  rejected: RelayRejection[];
+  attempts: number;
+  nextAttemptAt: string | null;
+  lastError: string | null;
+  /**
+   * Set while a mail server has the message and has not answered. Found set after a crash, it
+   * means the message may have gone out already: it is sent again (with the same Message-ID,
+   * which receiving systems de-duplicate on) rather than lost.
+   */
+  sendingSince: string | null;
+  size: number;
+  createdAt: string;
+}
+
 /** An import of older conversations with a candidate from one user's mailbox. */
 export interface ImportRecord {
   id: string;

@@ -36,6 +36,16 @@ export interface IngestInput {
   candidateIds?: string[];
   /** Listed in the quarantine, in the batch that stores the message (it was only partly readable). */
   quarantine?: Pick<QuarantineInput, 'reason' | 'detail'>;
+  /** More records for the same batch, whatever the outcome (the relay's queue entry leaving). */
+  alsoWrite?: (batch: WriteBatch) => void;
+}
+
+/** A thread the ATS (or the relay) announces before any of its mail is seen. */
+export interface OutboundDeclaration {
+  userId: string;
+  matchKeys: string[];
+  candidateIds: string[];
+  subject?: string;
 }
 
 export type IngestResult =
@@ -169,12 +179,20 @@ export class Threads {
       const batch = this.#store.batch();
       if (input.location) batch.put(K.location(input.location.userId, input.location.folder, input.location.uidValidity, input.location.uid), input.key);
       await this.#addSeenIn(batch, existing, { userId: input.userId, folder: input.folder });
+      input.alsoWrite?.(batch);
       await batch.write();
       return { status: 'duplicate', key: input.key, threadId: existing.threadId };
     }
     const known = await this.lookup(input.matchKeys);
     const tracked = known.size > 0 || input.matchKeys.some(this.#opts.isAtsKey);
-    if (!tracked && !input.force) return { status: 'untracked' };
+    if (!tracked && !input.force) {
+      if (input.alsoWrite) {
+        const batch = this.#store.batch();
+        input.alsoWrite(batch);
+        await batch.write();
+      }
+      return { status: 'untracked' };
+    }
 
     const batch = this.#store.batch();
     const threadIds = [...new Set(known.values())];
@@ -246,6 +264,7 @@ export class Threads {
       });
       batch.put(K.quarantine(q.userId, q.id), q);
     }
+    input.alsoWrite?.(batch);
     await batch.write();
     return { status: 'stored', key: msg.key, threadId: thread.id, eventId: event.id, ownKeys: input.matchKeys, reconsider };
   }
@@ -316,30 +335,44 @@ export class Threads {
    * A thread declared by the ATS before any mail exists (POST /v1/outbound, the relay):
    * replies to these ids are tracked even outside the ATS domains.
    */
-  declareOutbound(input: { userId: string; matchKeys: string[]; candidateIds: string[]; subject?: string }): Promise<ThreadRecord> {
+  declareOutbound(
+    input: OutboundDeclaration,
+    /** More records written in the same batch (the relay's queue entry), so both exist or neither. */
+    alsoWrite?: (batch: WriteBatch, thread: ThreadRecord) => void,
+  ): Promise<ThreadRecord> {
     return this.#store.exclusive(async () => {
-      const known = await this.lookup(input.matchKeys);
       const batch = this.#store.batch();
-      const existing = (await this.#store.getMany<ThreadRecord>([...new Set(known.values())].map(K.thread))).filter((t): t is ThreadRecord => !!t);
-      existing.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
-      const now = new Date().toISOString();
-      let thread: ThreadRecord = existing[0] ?? {
-        id: newThreadId(), subject: input.subject ?? '', origin: 'ats', candidateIds: [], ownerUserIds: [], secret: false, secretBy: null,
-        participants: [], messageCount: 0, lastMessageAt: now, snippet: '', createdAt: now,
-      };
-      for (const other of existing.slice(1)) thread = await this.#merge(batch, thread, other);
-      if (!thread.ownerUserIds.includes(input.userId)) thread.ownerUserIds.push(input.userId);
-      for (const mk of input.matchKeys) {
-        if (known.get(mk) === thread.id) continue;
-        batch.put(K.matchKey(mk), thread.id).put(K.threadMatchKey(thread.id, mk), '');
-      }
-      const linked = this.#linkCandidates(thread, input.candidateIds);
-      await this.#moveActivity(batch, thread);
-      batch.put(K.thread(thread.id), thread);
-      for (const cid of linked) this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin }, thread.id);
+      const thread = await this.declareOutboundInBatch(batch, input);
+      alsoWrite?.(batch, thread);
       await batch.write();
       return thread;
     });
+  }
+
+  /**
+   * `declareOutbound` into a batch the caller writes, inside `store.exclusive`. Declarations in
+   * one batch must not share match keys or threads: each reads the store, not the batch.
+   */
+  async declareOutboundInBatch(batch: WriteBatch, input: OutboundDeclaration): Promise<ThreadRecord> {
+    const known = await this.lookup(input.matchKeys);
+    const existing = (await this.#store.getMany<ThreadRecord>([...new Set(known.values())].map(K.thread))).filter((t): t is ThreadRecord => !!t);
+    existing.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    const now = new Date().toISOString();
+    let thread: ThreadRecord = existing[0] ?? {
+      id: newThreadId(), subject: input.subject ?? '', origin: 'ats', candidateIds: [], ownerUserIds: [], secret: false, secretBy: null,
+      participants: [], messageCount: 0, lastMessageAt: now, snippet: '', createdAt: now,
+    };
+    for (const other of existing.slice(1)) thread = await this.#merge(batch, thread, other);
+    if (!thread.ownerUserIds.includes(input.userId)) thread.ownerUserIds.push(input.userId);
+    for (const mk of input.matchKeys) {
+      if (known.get(mk) === thread.id) continue;
+      batch.put(K.matchKey(mk), thread.id).put(K.threadMatchKey(thread.id, mk), '');
+    }
+    const linked = this.#linkCandidates(thread, input.candidateIds);
+    await this.#moveActivity(batch, thread);
+    batch.put(K.thread(thread.id), thread);
+    for (const cid of linked) this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin }, thread.id);
+    return thread;
   }
 
   /**

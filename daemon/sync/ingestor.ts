@@ -9,6 +9,7 @@ import { detectAutoReply } from '../threads/auto-reply.js';
 import { messageKey, type IngestResult, type Location, type Threads } from '../store/threads.js';
 import type { Quarantine, QuarantineReason } from '../store/quarantine.js';
 import type { ThreadOrigin } from '../store/records.js';
+import type { WriteBatch } from '../store/store.js';
 
 /**
  * From header fields to stored threads, independent of where the mail came from (IMAP
@@ -37,6 +38,8 @@ export interface IngestContext {
   origin?: ThreadOrigin;
   force?: boolean;
   candidateIds?: string[];
+  /** More records for the batch that stores the message (see IngestInput.alsoWrite). */
+  alsoWrite?: (batch: WriteBatch) => void;
 }
 
 export interface FetchedSource {
@@ -215,7 +218,7 @@ export class Ingestor {
     const result = await this.#threads.ingest({
       key: rec.key, matchKeys: rec.keys, parsed, raw, location: ctx.location,
       userId: ctx.userId, folder: ctx.folder, origin: ctx.origin ?? 'ats', force: ctx.force, candidateIds: ctx.candidateIds,
-      quarantine: reason && parsed.parseError ? { reason, detail: parsed.parseError } : undefined,
+      quarantine: reason && parsed.parseError ? { reason, detail: parsed.parseError } : undefined, alsoWrite: ctx.alsoWrite,
     });
     if (result.status === 'stored') {
       this.#onStored(rec.keys, ctx, result.reconsider);

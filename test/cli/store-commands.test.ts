@@ -51,7 +51,7 @@ t.test('store commands while the daemon runs and after it stopped', async (t) =>
     t.match(line('u-live'), /INBOX \(checked \d+s ago\)/, 'with its folders as the running worker checked them');
     t.match(line('u-bad'), /auth_failed.*auth_failed: The mail server refused the login/, 'u-bad is auth_failed, with the reason');
     t.match(line('u-none'), /no consent/);
-    t.match(res.stdout, /outbox: \d+ event\(s\) to deliver; relay: not running/);
+    t.match(res.stdout, /outbox: \d+ event\(s\) to deliver; relay: 0 message\(s\) queued/);
     t.match(res.stderr, /read from the running daemon at http:\/\/127\.0\.0\.1:/, 'says it asked the daemon');
     t.notOk(res.stdout.includes(good.pass), 'no password in the output');
     const json = await runCli(['users', '--json', ...cfg]);

@@ -86,7 +86,7 @@ export interface RunningDaemon {
 }
 
 /** Starts the daemon in this process on a fresh store (or `storeDir`), API on a free port. */
-export async function startDaemon(t: Test, opts: { overrides?: Record<string, unknown>; storeDir?: string } = {}): Promise<RunningDaemon> {
+export async function startDaemon(t: Test, opts: { overrides?: Record<string, unknown>; storeDir?: string; smtp?: boolean } = {}): Promise<RunningDaemon> {
   const storeDir = opts.storeDir ?? path.join(tempDir(t), 'store');
   const { config } = loadConfig({
     env: {},
@@ -106,7 +106,8 @@ export async function startDaemon(t: Test, opts: { overrides?: Record<string, un
       cb();
     },
   });
-  const daemon = createDaemon(config, createLogger({ level: config.log.level, pretty: false }, sink));
+  // `smtp`: the submission and intake listeners on free ports (config port 0 disables them)
+  const daemon = createDaemon(config, createLogger({ level: config.log.level, pretty: false }, sink), opts.smtp ? { smtpPorts: { submission: 0, intake: 0 } } : {});
   await daemon.start();
   let stopped = false;
   const stop = async () => {
