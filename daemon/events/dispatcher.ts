@@ -10,6 +10,10 @@ import { retryDelay, type RetryPolicy } from './retry.js';
  * never overtakes an earlier one, and a slow thread does not hold up the others.
  */
 
+/** Queue entries read per page, and the number of events in memory below which more are read. */
+const LOAD_PAGE = 1_000;
+const LOAD_LOW_WATER = 5_000;
+
 export interface DispatcherOptions {
   url: string;
   secret: string;
@@ -36,6 +40,8 @@ export class WebhookDispatcher {
   readonly #inFlight = new Set<Promise<void>>();
   readonly #cache = new Map<number, EventRecord>();
   #highestLoaded = 0;
+  /** More queued events may be in the store than were loaded. */
+  #backlog = false;
   #loading: Promise<void> | null = null;
   #reloadAgain = false;
   #stopped = true;
@@ -81,11 +87,23 @@ export class WebhookDispatcher {
     this.#loading = (async () => {
       do {
         this.#reloadAgain = false;
-        const seqs = (await this.#outbox.queued()).filter((s) => s > this.#highestLoaded);
-        for (const seq of seqs) {
-          const event = await this.#outbox.get(seq);
-          this.#highestLoaded = Math.max(this.#highestLoaded, seq);
-          if (event && event.status === 'pending') this.#enqueue(event);
+        // The queue is read in pages after the last event loaded, and only while few events
+        // wait in memory: a backlog (a receiver down for days) streams through instead of
+        // loading whole. Reading just the first page used to leave every event past it
+        // waiting until some new event was appended.
+        this.#backlog = true;
+        while (!this.#stopped && this.#cache.size < LOAD_LOW_WATER) {
+          const seqs = await this.#outbox.queued(LOAD_PAGE, this.#highestLoaded);
+          for (const seq of seqs) {
+            const event = await this.#outbox.get(seq);
+            this.#highestLoaded = Math.max(this.#highestLoaded, seq);
+            if (event && event.status === 'pending') this.#enqueue(event);
+          }
+          this.#pump();
+          if (seqs.length < LOAD_PAGE) {
+            this.#backlog = false;
+            break;
+          }
         }
         this.#pump();
       } while (this.#reloadAgain && !this.#stopped);
@@ -213,6 +231,7 @@ export class WebhookDispatcher {
     const head = q[0] === undefined ? undefined : this.#cache.get(q[0]);
     if (!head) this.#keyQueues.delete(key);
     else this.#schedule(key, head);
+    if (this.#backlog && !this.#loading && this.#cache.size < LOAD_LOW_WATER) void this.#load();
   }
 
   /** Stops taking new deliveries and waits (bounded) for those in flight. */

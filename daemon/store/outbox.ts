@@ -90,9 +90,9 @@ export class Outbox {
     return out.slice(0, limit);
   }
 
-  /** Sequence numbers still to deliver, oldest first. */
-  async queued(limit = 10_000): Promise<number[]> {
-    const keys = await this.#store.keys(K.eventQueuePrefix(), { limit });
+  /** Sequence numbers still to deliver, oldest first (after `afterSeq` when given). */
+  async queued(limit = 10_000, afterSeq = 0): Promise<number[]> {
+    const keys = await this.#store.keys(K.eventQueuePrefix(), { limit, after: afterSeq > 0 ? K.eventQueue(afterSeq) : undefined });
     return keys.map((k) => Number(lastPart(k)));
   }
 

@@ -143,8 +143,15 @@ export class Ingestor {
     let stored = 0;
     const indexed = records.map((rec, i) => ({ rec, tracked: tracked.has(i) }));
     const size = opts.chunkSize ?? 25;
-    for (let i = 0; i < indexed.length; i += size) {
-      const part = indexed.slice(i, i + size);
+    for (let i = 0; i < indexed.length;) {
+      // A chunk holds up to `size` tracked messages (one FETCH of their sources) and at most
+      // 40 times as many records in all. Chunks of `size` records whatever their kind made a
+      // 50,000-message initial sync with 2 % tracked pay ~2,000 watermark writes and ~700
+      // source FETCH round trips of one or two messages each (measured: most of its time).
+      let end = i, trackedInChunk = 0;
+      while (end < indexed.length && trackedInChunk < size && end - i < size * 40) if (indexed[end++]!.tracked) trackedInChunk++;
+      const part = indexed.slice(i, end);
+      i = end;
       const need: HeaderRecord[] = [];
       for (const { rec, tracked: isTracked } of part) {
         const ctx = opts.context(rec);

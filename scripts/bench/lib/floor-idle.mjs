@@ -5,14 +5,17 @@
 // The parent sends {type: 'start', env, logins: [{user, pass}]} over IPC; this process answers
 // {type: 'ready', connected, failed}, then {type: 'exists', user, count, at} per EXISTS
 // (`at`: ms since the epoch, sub-millisecond), and leaves on {type: 'stop'}.
+import fs from 'node:fs';
 import { ImapFlow } from 'imapflow';
 
 const now = () => performance.timeOrigin + performance.now();
 const clients = [];
+let caCache = null;
 
 async function watch(env, login) {
   const client = new ImapFlow({
-    host: env.host, port: env.port, secure: false, doSTARTTLS: false, logger: false, auth: login,
+    // STARTTLS like the daemon (Dovecot offers it): TLS state is part of a connection's cost
+    host: env.host, port: env.port, secure: false, doSTARTTLS: true, tls: { ca: (caCache ??= fs.readFileSync(env.caFile)) }, logger: false, auth: login,
     // IDLE is entered by hand at once; imapflow's auto-IDLE would wait 15 s first
     disableAutoIdle: true, maxIdleTime: 25 * 60_000,
   });

@@ -92,7 +92,7 @@ export async function cpuShare(pid, ms) {
 }
 
 /** The built daemon (`mailsync serve`) in its own process, on a config file of its own. */
-export async function startDaemon({ dir, caFile, overrides = {}, logLevel = 'warn', env = {} }) {
+export async function startDaemon({ dir, caFile, overrides = {}, logLevel = 'warn', env = {}, nodeArgs = [] }) {
   const port = await freePort();
   const config = deepMerge({
     api: { host: '127.0.0.1', port, tokens: [TOKEN] },
@@ -107,7 +107,7 @@ export async function startDaemon({ dir, caFile, overrides = {}, logLevel = 'war
   fs.writeFileSync(configFile, YAML.stringify(config));
   const logFile = path.join(dir, 'daemon.log');
   const out = fs.openSync(logFile, 'a');
-  const proc = spawn(process.execPath, [path.join(root, 'dist/daemon/cli/main.js'), 'serve', '--config', configFile], {
+  const proc = spawn(process.execPath, [...nodeArgs, path.join(root, 'dist/daemon/cli/main.js'), 'serve', '--config', configFile], {
     cwd: dir, stdio: ['ignore', out, out], env: { ...process.env, ...env },
   });
   fs.closeSync(out);
@@ -115,7 +115,7 @@ export async function startDaemon({ dir, caFile, overrides = {}, logLevel = 'war
   proc.once('exit', (code, signal) => { exited = { code, signal }; });
   const url = `http://127.0.0.1:${port}`;
   await until(async () => {
-    if (exited) throw new Error(`the daemon exited (${JSON.stringify(exited)}); see ${logFile}`);
+    if (exited) throw Object.assign(new Error(`the daemon exited (${JSON.stringify(exited)})`), { fatal: true });
     return (await fetch(`${url}/readyz`)).ok;
   }, 'the daemon to be ready', 120_000).catch((err) => {
     proc.kill('SIGKILL');
