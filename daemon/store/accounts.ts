@@ -10,6 +10,12 @@ export class Accounts {
   readonly #store: Store;
   readonly #outbox: Outbox;
   readonly #normalise: (address: string) => string;
+  /**
+   * User addresses (email and aliases) → user ids, read once from the store and kept in step by
+   * putUser, its only writer. The relay asks this for every MAIL FROM and the ingest for every
+   * message; a store scan per address cost a LevelDB iterator each time.
+   */
+  #userAddrs: Promise<Map<string, Set<string>>> | null = null;
 
   constructor(store: Store, outbox: Outbox, normalise: (address: string) => string) {
     this.#store = store;
@@ -41,17 +47,39 @@ export class Accounts {
       for (const a of old ? this.userAddresses(old) : []) if (!next.has(a)) batch.del(K.userAddr(a, userId));
       for (const a of next) batch.put(K.userAddr(a, userId), '');
       await batch.write();
+      if (this.#userAddrs) {
+        const index = await this.#userAddrs;
+        for (const a of old ? this.userAddresses(old) : []) index.get(a)?.delete(userId);
+        for (const a of next) {
+          const ids = index.get(a) ?? new Set<string>();
+          ids.add(userId);
+          index.set(a, ids);
+        }
+      }
       return user;
     });
   }
 
   /** Users owning any of these normalised addresses. */
   async usersByAddresses(normAddrs: Iterable<string>): Promise<Set<string>> {
+    const index = await (this.#userAddrs ??= this.#readUserAddresses());
     const out = new Set<string>();
-    for (const a of new Set(normAddrs)) {
-      for (const key of await this.#store.keys(K.userAddrPrefix(a))) out.add(lastPart(key));
-    }
+    for (const a of normAddrs) for (const id of index.get(a) ?? []) out.add(id);
     return out;
+  }
+
+  async #readUserAddresses(): Promise<Map<string, Set<string>>> {
+    const index = new Map<string, Set<string>>();
+    for (const key of await this.#store.keys('uaddr!')) {
+      const rest = key.slice('uaddr!'.length);
+      const cut = rest.lastIndexOf('!');
+      const a = unesc(rest.slice(0, cut));
+      const userId = rest.slice(cut + 1);
+      const ids = index.get(a) ?? new Set<string>();
+      ids.add(userId);
+      index.set(a, ids);
+    }
+    return index;
   }
 
   // ---- mailboxes ----

@@ -84,6 +84,12 @@ export class RelayRecords {
   readonly #threads: Threads;
   readonly #accepts = new Grouped<AcceptInput, RelayEntry>((items) => this.#acceptGroup(items));
   readonly #finishes = new Grouped<FinishItem, void>((items) => this.#finishGroup(items));
+  readonly #updates = new Grouped<RelayEntry, void>(async (entries) => {
+    const batch = this.#store.batch();
+    for (const e of entries) batch.put(K.relay(e.queueId), e);
+    await batch.write();
+    return entries.map(() => undefined);
+  });
 
   constructor(store: Store, outbox: Outbox, threads: Threads) {
     this.#store = store;
@@ -139,8 +145,9 @@ export class RelayRecords {
     return this.#store.getBytes(K.relayRaw(queueId));
   }
 
-  async update(entry: RelayEntry): Promise<void> {
-    await this.#store.batch().put(K.relay(entry.queueId), entry).write();
+  /** Rewrites a queue entry (attempt marks, retry times); updates made together share one batch. */
+  update(entry: RelayEntry): Promise<void> {
+    return this.#updates.submit({ ...entry });
   }
 
   /**
