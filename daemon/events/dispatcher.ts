@@ -3,6 +3,7 @@ import type { Outbox } from '../store/outbox.js';
 import type { EventRecord } from '../store/records.js';
 import { signatureHeader } from './signature.js';
 import { retryDelay, type RetryPolicy } from './retry.js';
+import { WebhookClient } from './webhook-client.js';
 
 /**
  * Pushes outbox events to the ATS. Several deliveries are in flight at once, but events that
@@ -46,13 +47,17 @@ export class WebhookDispatcher {
   #reloadAgain = false;
   #stopped = true;
   #unsubscribe: (() => void) | null = null;
-  readonly #abort = new AbortController();
+  readonly #client: WebhookClient;
+  /** Outcomes waiting for the next write; one write records all that arrived meanwhile. */
+  #outcomes: Array<{ event: EventRecord; recorded: () => void }> = [];
+  #writing = false;
 
   constructor(outbox: Outbox, log: Logger, opts: DispatcherOptions, observe: DeliveryObserver = () => {}) {
     this.#outbox = outbox;
     this.#log = log;
     this.#opts = opts;
     this.#observe = observe;
+    this.#client = new WebhookClient(opts.url, { concurrency: opts.concurrency, timeoutMs: opts.timeoutMs });
   }
 
   async start(): Promise<void> {
@@ -94,9 +99,9 @@ export class WebhookDispatcher {
         this.#backlog = true;
         while (!this.#stopped && this.#cache.size < LOAD_LOW_WATER) {
           const seqs = await this.#outbox.queued(LOAD_PAGE, this.#highestLoaded);
-          for (const seq of seqs) {
-            const event = await this.#outbox.get(seq);
-            this.#highestLoaded = Math.max(this.#highestLoaded, seq);
+          const events = await this.#outbox.getMany(seqs);
+          for (const [i, event] of events.entries()) {
+            this.#highestLoaded = Math.max(this.#highestLoaded, seqs[i]!);
             if (event && event.status === 'pending') this.#enqueue(event);
           }
           this.#pump();
@@ -119,10 +124,10 @@ export class WebhookDispatcher {
     this.#cache.set(event.seq, event);
     const q = this.#keyQueues.get(event.orderKey);
     if (q) {
-      if (!q.includes(event.seq)) {
-        q.push(event.seq);
-        q.sort((a, b) => a - b);
-      }
+      // loaded events come in sequence order: appending is the common case, and a backlog of
+      // one thread must not cost a sort per event
+      if (!q.length || q[q.length - 1]! < event.seq) q.push(event.seq);
+      else if (!q.includes(event.seq)) q.splice(q.findIndex((s) => s > event.seq), 0, event.seq);
       return;
     }
     this.#keyQueues.set(event.orderKey, [event.seq]);
@@ -171,27 +176,13 @@ export class WebhookDispatcher {
   async #deliver(event: EventRecord): Promise<void> {
     const body = JSON.stringify({ id: event.id, type: event.type, createdAt: event.createdAt, data: event.data });
     const started = performance.now();
-    let error: string | null = null;
-    try {
-      const res = await fetch(this.#opts.url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': 'mailsync',
-          'x-mailsync-event': event.type,
-          'x-mailsync-delivery': event.id,
-          'x-mailsync-signature': signatureHeader(this.#opts.secret, body),
-        },
-        body,
-        signal: AbortSignal.any([AbortSignal.timeout(this.#opts.timeoutMs), this.#abort.signal]),
-      });
-      // drain so the connection can be reused
-      await res.arrayBuffer().catch(() => undefined);
-      if (res.status < 200 || res.status > 299) error = `the receiver answered HTTP ${res.status}`;
-    } catch (err) {
-      const e = err as Error & { cause?: { code?: string } };
-      error = e.name === 'TimeoutError' ? `no answer within ${this.#opts.timeoutMs} ms` : `request failed: ${e.cause?.code ?? e.message}`;
-    }
+    const error = await this.#client.post(body, {
+      'content-type': 'application/json',
+      'user-agent': 'mailsync',
+      'x-mailsync-event': event.type,
+      'x-mailsync-delivery': event.id,
+      'x-mailsync-signature': signatureHeader(this.#opts.secret, body),
+    });
     const seconds = (performance.now() - started) / 1000;
     if (this.#stopped && error) return; // shutting down: the event stays queued for the next start
     event.attempts += 1;
@@ -214,11 +205,9 @@ export class WebhookDispatcher {
       this.#observe('retry', seconds);
       this.#log.info({ eventId: event.id, type: event.type, attempts: event.attempts, nextAttemptAt: event.nextAttemptAt, reason: error }, 'webhook delivery will be retried');
     }
-    try {
-      await this.#outbox.update(event);
-    } catch (err) {
-      this.#log.error({ err, eventId: event.id }, 'recording a webhook outcome failed');
-    }
+    // the thread's next event goes only once this outcome is written: a crash in between
+    // delivers this one again (at least once), never the next one before it
+    await this.#record(event);
     const q = this.#keyQueues.get(key);
     if (!q) return;
     if (event.status !== 'pending') {
@@ -234,6 +223,28 @@ export class WebhookDispatcher {
     if (this.#backlog && !this.#loading && this.#cache.size < LOAD_LOW_WATER) void this.#load();
   }
 
+  /** Resolves once `event`'s state is written, in one batch with the others that came meanwhile. */
+  #record(event: EventRecord): Promise<void> {
+    return new Promise((recorded) => {
+      this.#outcomes.push({ event, recorded });
+      if (!this.#writing) void this.#writeOutcomes();
+    });
+  }
+
+  async #writeOutcomes(): Promise<void> {
+    this.#writing = true;
+    while (this.#outcomes.length) {
+      const group = this.#outcomes.splice(0);
+      try {
+        await this.#outbox.updateMany(group.map((o) => o.event));
+      } catch (err) {
+        this.#log.error({ err, events: group.map((o) => o.event.id) }, 'recording webhook outcomes failed; those events stay queued for the next start');
+      }
+      for (const o of group) o.recorded();
+    }
+    this.#writing = false;
+  }
+
   /** Stops taking new deliveries and waits (bounded) for those in flight. */
   async stop(timeoutMs = 5_000): Promise<void> {
     if (this.#stopped) return;
@@ -246,8 +257,11 @@ export class WebhookDispatcher {
     const late = new Promise<'late'>((resolve) => {
       timer = setTimeout(() => resolve('late'), timeoutMs);
     });
-    if ((await Promise.race([drained, late])) === 'late') this.#abort.abort();
+    const outcome = await Promise.race([drained, late]);
     clearTimeout(timer);
+    // late ones are cut off: they fail at once, stay queued and are not recorded
+    this.#client.close();
+    if (outcome === 'late') await drained;
     await this.#loading;
   }
 }

@@ -96,10 +96,23 @@ export class Outbox {
     return keys.map((k) => Number(lastPart(k)));
   }
 
+  /** Several events read in one go (the dispatcher's queue pages); undefined for a missing one. */
+  async getMany(seqs: number[]): Promise<Array<EventRecord | undefined>> {
+    return this.#store.getMany<EventRecord>(seqs.map((s) => K.event(s)));
+  }
+
   async update(event: EventRecord): Promise<void> {
-    const batch = this.#store.batch().put(K.event(event.seq), event);
-    if (event.status !== 'pending' || !this.#push) batch.del(K.eventQueue(event.seq));
-    else batch.put(K.eventQueue(event.seq), '');
+    await this.updateMany([event]);
+  }
+
+  /** Records the state of several events in one write (delivery outcomes). */
+  async updateMany(events: EventRecord[]): Promise<void> {
+    const batch = this.#store.batch();
+    for (const event of events) {
+      batch.put(K.event(event.seq), event);
+      if (event.status !== 'pending' || !this.#push) batch.del(K.eventQueue(event.seq));
+      else batch.put(K.eventQueue(event.seq), '');
+    }
     await batch.write();
   }
 }

@@ -53,9 +53,9 @@ async function productPass(count, { stallThread = null, log }) {
       if (stallThread && body?.data?.threadId === stallThread) return new Promise((r) => stalled.push(() => r(503)));
       return 200;
     },
-    onEvent: (body, at) => {
+    onEvent: (body, at, bytes) => {
       arrivals.push(at);
-      bodyBytes += JSON.stringify(body).length;
+      bodyBytes += bytes;
       const n = Number(body.data.message.id.slice('m_bench'.length));
       if ((lastSeq.get(body.data.threadId) ?? -1) > n) outOfOrder++;
       lastSeq.set(body.data.threadId, n);

@@ -27,7 +27,7 @@ interface Hit {
   status: number;
 }
 
-/** A receiver whose answer to each delivery is decided by `respond` (a number, or 'hang'). */
+/** A receiver whose answer to each delivery is decided by `respond` (a number, or 'hang'); 3xx answers point at /elsewhere. */
 async function receiver(t: Test, respond: (body: { id: string; data: { thread: string; n: number } }, attempt: number) => number | 'hang') {
   const hits: Hit[] = [];
   const attempts = new Map<string, number>();
@@ -47,7 +47,7 @@ async function receiver(t: Test, respond: (body: { id: string; data: { thread: s
         return;
       }
       hits.push({ id: body.id, thread: body.data.thread, n: body.data.n, signed, status: answer });
-      res.writeHead(answer).end();
+      res.writeHead(answer, answer >= 300 && answer < 400 ? { location: '/elsewhere' } : {}).end();
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -59,9 +59,9 @@ async function receiver(t: Test, respond: (body: { id: string; data: { thread: s
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, hits, attempts, hung };
 }
 
-async function setup(t: Test, url: string, retry: RetryPolicy = fast, concurrency = 4) {
+async function setup(t: Test, url: string, retry: RetryPolicy = fast, concurrency = 4, timeoutMs = 2_000) {
   const stack = await openStack(t, { push: true });
-  const dispatcher = new WebhookDispatcher(stack.outbox, pino({ level: 'silent' }), { url, secret: SECRET, timeoutMs: 2_000, concurrency, retry });
+  const dispatcher = new WebhookDispatcher(stack.outbox, pino({ level: 'silent' }), { url, secret: SECRET, timeoutMs, concurrency, retry });
   t.teardown(() => dispatcher.stop(500));
   /** Commits events the way the daemon does: inside the store lock, one batch each. */
   const emit = (thread: string, n: number) =>
@@ -144,6 +144,23 @@ t.test('after the last attempt the event is failed, stays listed, and can be red
   // the receiver has answered; the dispatcher records the outcome right after
   t.ok(await waitUntil(async () => (await s.outbox.get(e.seq))?.status === 'delivered', 'the redelivery recorded as delivered'));
   t.ok(next.id !== e.id);
+});
+
+t.test('a redirect is not followed and a receiver that does not answer in time is tried again; the stored error says why', async (t) => {
+  const rx = await receiver(t, (_b, attempt) => (attempt === 1 ? 302 : attempt === 2 ? 'hang' : 200));
+  // retries far apart compared with the polling below, so each recorded error is seen
+  const s = await setup(t, rx.url, { attempts: 5, initialDelayMs: 300, maxDelayMs: 1_000, jitter: 0.2 }, 4, 300);
+  const errors: string[] = [];
+  await s.dispatcher.start();
+  const e = await s.emit('t7', 1);
+  await waitUntil(async () => {
+    const ev = await s.outbox.get(e.seq);
+    if (ev?.lastError && errors.at(-1) !== ev.lastError) errors.push(ev.lastError);
+    return ev?.status === 'delivered' ? ev : null;
+  }, 'the event delivered on the third attempt', 10_000, 5);
+  t.same(rx.hits.map((h) => h.status), [302, 200], 'the redirect was answered, the hung attempt never was, the third was accepted');
+  t.equal((await s.outbox.get(e.seq))!.attempts, 3, 'three attempts, all to the configured URL');
+  t.match(errors, [/HTTP 302/, /no answer within 300 ms/], 'each failed attempt was recorded with its reason');
 });
 
 t.test('events written while the dispatcher was stopped are delivered when it starts', async (t) => {

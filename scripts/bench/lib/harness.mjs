@@ -107,7 +107,9 @@ export async function startDaemon({ dir, caFile, overrides = {}, logLevel = 'war
   fs.writeFileSync(configFile, YAML.stringify(config));
   const logFile = path.join(dir, 'daemon.log');
   const out = fs.openSync(logFile, 'a');
-  const proc = spawn(process.execPath, [...nodeArgs, path.join(root, 'dist/daemon/cli/main.js'), 'serve', '--config', configFile], {
+  // MAILSYNC_BENCH_CPU_PROF=DIR: the daemon writes a V8 CPU profile there when it stops
+  const prof = process.env.MAILSYNC_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.MAILSYNC_BENCH_CPU_PROF)}`] : [];
+  const proc = spawn(process.execPath, [...prof, ...nodeArgs, path.join(root, 'dist/daemon/cli/main.js'), 'serve', '--config', configFile], {
     cwd: dir, stdio: ['ignore', out, out], env: { ...process.env, ...env },
   });
   fs.closeSync(out);
@@ -164,7 +166,7 @@ export async function waitLive(daemon, userId, timeoutMs = 600_000) {
 
 /**
  * A webhook receiver on loopback. `respond(body, req)` returns a status, or a promise of
- * one (to stall a path). `onEvent(body, at)` sees each accepted delivery as it arrives.
+ * one (to stall a path). `onEvent(body, at, bytes)` sees each accepted delivery as it arrives.
  */
 export async function startReceiver({ respond = () => 200, onEvent = () => {} } = {}) {
   let count = 0;
@@ -174,15 +176,16 @@ export async function startReceiver({ respond = () => 200, onEvent = () => {} } 
     req.on('end', async () => {
       const at = performance.now();
       let body = null;
+      const raw = Buffer.concat(chunks);
       try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        body = JSON.parse(raw.toString('utf8'));
       } catch {
         // counted as a delivery all the same; the floor sends the same bytes
       }
       const status = await respond(body, req);
       if (status >= 200 && status < 300) {
         count++;
-        onEvent(body, at);
+        onEvent(body, at, raw.length);
       }
       res.writeHead(status, { 'content-length': '0' }).end();
     });
