@@ -134,7 +134,7 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
       store, outbox, accounts, threads, ingestor, normalise, log: log.child({ component: 'import' }),
       withConnection: (userId, task) => sync.withConnection(userId, task), batchSize: s.fetchBatchSize, maxRawBytes: config.store.maxRawBytes,
     });
-    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins, imports, quarantine, relayQueueDepth: () => relay.queue.depth });
+    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins, imports, quarantine, relayQueueDepth: () => relay.queue.depth, relay: relay.queue });
     parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, relay, logins, imports };
     const sup = supervisor;
     metrics.readFrom({

@@ -11,7 +11,10 @@ export function registerImportRoutes(app: FastifyInstance, ctx: ApiContext): voi
   async function checkOwnerAndCandidate(actor: { userId: string | null }, userId: string, candidateId: string): Promise<void> {
     if (!isSelf(actor as never, userId)) throw new ApiError('forbidden', 'Only the mailbox owner can import from it (X-Acting-User must be the userId of the body).');
     if (!(await ctx.accounts.getCandidate(candidateId))) throw new ApiError('not_found', `No candidate ${candidateId}.`);
-    if (!(await ctx.accounts.getMailbox(userId))) throw new ApiError('conflict', `User ${userId} has not granted access to a mailbox.`);
+    if (await ctx.accounts.getMailbox(userId)) return;
+    const revokedAt = await ctx.accounts.revokedAt(userId);
+    if (revokedAt) throw new ApiError('conflict', `User ${userId} revoked access to their mailbox at ${revokedAt}: nothing is read from it until they grant access again (PUT /v1/users/${userId}/mailbox).`);
+    throw new ApiError('conflict', `User ${userId} has not granted access to a mailbox.`);
   }
 
   app.post<{ Params: { candidateId: string }; Body: { userId: string; since?: string } }>('/v1/candidates/:candidateId/imports', {

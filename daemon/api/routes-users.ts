@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../errors.js';
 import type { MailAuth, MailboxCredentials, MailboxRecord, ServerSettings } from '../store/records.js';
 import { canReadMailbox, canRevoke, isSelf } from './acl.js';
+import { revokeMailbox } from './revocation.js';
 import { consentBody, idParam, userBody } from './schemas.js';
 import type { ApiContext } from './server.js';
 
@@ -78,13 +79,10 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
   }, async (req, reply) => {
     const { userId } = req.params;
     if (!canRevoke(req.actor, userId)) throw new ApiError('forbidden', 'Only the user themselves or a super admin can revoke access to this mailbox.');
-    // stop first: the connection closes before the credentials are gone
-    await ctx.supervisor.stopUser(userId);
-    const locations = req.query.purge ? await ctx.threads.messageKeysOfUser(userId) : [];
-    const old = await ctx.accounts.revokeConsent(userId);
-    if (!old) throw new ApiError('not_found', `User ${userId} has not granted access to a mailbox.`);
-    if (req.query.purge) await ctx.threads.purgeUserMessages(userId, locations);
-    req.log.info({ userId, purge: !!req.query.purge }, 'mailbox consent revoked');
+    const purge = !!req.query.purge;
+    const done = await revokeMailbox(ctx, userId, purge, req.log);
+    if (!done) throw new ApiError('not_found', `User ${userId} has not granted access to a mailbox.`);
+    req.log.info({ userId, purge, disconnectMs: done.disconnectMs, relayFailed: done.relayFailed, importsFailed: done.importsFailed, purged: done.purged }, 'mailbox consent revoked');
     return reply.status(204).send();
   });
 }

@@ -46,8 +46,10 @@ export interface ApiContext {
   /** Imports of older conversations and links by Message-ID. */
   imports: ImportRunner;
   quarantine: Quarantine;
-  /** Fresh IMAP logins (OAuth2 tokens refreshed), for `mailsync doctor` through the API. */
-  logins?: { login(userId: string, protocol: 'imap'): Promise<{ auth: LoginAuth }> };
+  /** Fresh IMAP logins (OAuth2 tokens refreshed), for `mailsync doctor` through the API; `forget` on revocation. */
+  logins?: { login(userId: string, protocol: 'imap'): Promise<{ auth: LoginAuth }>; forget(userId: string): void };
+  /** The relay's queue, when the relay runs: a revocation fails the messages that would go out with the user's login. */
+  relay?: { failUser(userId: string, reason: string): Promise<number> };
 }
 
 declare module 'fastify' {

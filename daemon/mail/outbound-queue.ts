@@ -51,6 +51,9 @@ export class OutboundQueue {
   /** Due now, in arrival order. */
   readonly #ready: string[] = [];
   readonly #inFlight = new Map<string, Promise<void>>();
+  readonly #inFlightUsers = new Map<string, string>();
+  /** Users whose consent was revoked while one of their messages was in flight: it is not retried. */
+  readonly #revoked = new Map<string, string>();
   readonly #transports = new Map<string, { transport: SmtpTransport; lastUsed: number }>();
   #timer: NodeJS.Timeout | null = null;
   #sweep: NodeJS.Timeout | null = null;
@@ -121,10 +124,12 @@ export class OutboundQueue {
         .catch((err) => this.#log.error({ err, queueId: id }, 'relaying a message failed unexpectedly; it stays queued'))
         .finally(() => {
           this.#inFlight.delete(id);
+          this.#inFlightUsers.delete(id);
           this.#observeDepth();
           this.#pump();
         });
       this.#inFlight.set(id, p);
+      this.#inFlightUsers.set(id, entry.userId);
     }
     this.#ready.push(...later);
     for (const id of this.#ready) {
@@ -228,6 +233,13 @@ export class OutboundQueue {
       await this.#finish(entry, raw, reason, log);
       return;
     }
+    const revoked = this.#revoked.get(entry.userId);
+    if (revoked) {
+      entry.rejected.push(...remaining.map((recipient): RelayRejection => ({ recipient, error: revoked })));
+      entry.to = [];
+      await this.#finish(entry, raw, revoked, log);
+      return;
+    }
     entry.nextAttemptAt = new Date(Date.now() + delay).toISOString();
     await this.#records.update(entry);
     this.#hooks.observe?.outcome?.('deferred');
@@ -262,6 +274,36 @@ export class OutboundQueue {
         return { accepted: [], refused: [], failure };
       }
     }
+  }
+
+  /**
+   * The user revoked the consent whose SMTP login these messages were to be sent with: every
+   * queued message of theirs fails now (`message.failed` with `reason`), its bytes leave the
+   * store, and pooled connections holding their login close. A send already in flight ends as
+   * it ends, but is not retried. Returns how many queued messages failed.
+   */
+  async failUser(userId: string, reason: string): Promise<number> {
+    const log = this.#log.child({ userId });
+    const mine = [...this.#entries.values()].filter((e) => e.userId === userId);
+    for (const e of mine) this.#entries.delete(e.queueId);
+    if ([...this.#inFlightUsers.values()].includes(userId)) {
+      this.#revoked.set(userId, reason);
+      const flying = [...this.#inFlightUsers].filter(([, u]) => u === userId).map(([id]) => this.#inFlight.get(id));
+      void Promise.allSettled(flying).then(() => this.#revoked.delete(userId));
+    }
+    for (const e of mine) {
+      e.rejected.push(...e.to.map((recipient): RelayRejection => ({ recipient, error: reason })));
+      e.to = [];
+      await this.#finish(e, null, reason, log.child({ queueId: e.queueId }));
+    }
+    for (const [key, slot] of this.#transports) {
+      if (key.startsWith(`user:${userId}:`)) {
+        slot.transport.close();
+        this.#transports.delete(key);
+      }
+    }
+    this.#observeDepth();
+    return mine.length;
   }
 
   /** Removes the entry with its outcome event; a message that reached anyone is stored in its thread in the same batch. */

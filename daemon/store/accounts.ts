@@ -121,7 +121,12 @@ export class Accounts {
     });
   }
 
-  /** Revocation: the record with its sealed credentials is deleted, with all sync state. */
+  /**
+   * Revocation: the record with its sealed credentials is deleted, with all sync state: folder
+   * watermarks, message locations, the "look again" queue, quarantined mail and pending
+   * references of this mailbox. What was deleted still sits in LevelDB's files until
+   * `Store.compactPrefixes` rewrites them.
+   */
   revokeConsent(userId: string): Promise<MailboxRecord | undefined> {
     return this.#store.exclusive(async () => {
       const old = await this.getMailbox(userId);
@@ -144,6 +149,8 @@ export class Accounts {
     for (const key of await this.#store.keys(K.locationUserPrefix(userId))) batch.del(key);
     for (const key of await this.#store.keys(K.reconsiderUserPrefix(userId))) batch.del(key);
     for (const key of await this.#store.keys(K.quarantineUserPrefix(userId))) batch.del(key);
+    // pending references are keyed by the referenced id's hash first: the user is the third part
+    for (const key of await this.#store.keys(K.pendingAll())) if (key.split('!')[2] === userId) batch.del(key);
   }
 
   #stateEvent(batch: WriteBatch, userId: string, state: MailboxState, previousState: MailboxState, error: MailboxError | null): void {

@@ -204,6 +204,17 @@ export class Store {
   #flushing: Promise<void> | null = null;
   #nextFlush: Promise<void> | null = null;
 
+  /**
+   * Compacts the key ranges under these prefixes: LevelDB first writes its memtable out and
+   * drops the write-ahead log (.log) that still holds every recent value, then merges the
+   * files holding the ranges level by level, which drops deleted and overwritten values. Only
+   * a snapshot still open (a running backup) keeps old values alive until it closes.
+   */
+  async compactPrefixes(prefixes: string[]): Promise<void> {
+    const db = this.db as unknown as { compactRange: (a: string, b: string) => Promise<void> };
+    for (const p of prefixes) await db.compactRange(p, p + HIGH);
+  }
+
   /** Compacts the whole key range so deleted values leave the files (erasure). */
   async compact(): Promise<void> {
     const db = this.db as unknown as { compactRange?: (a: string, b: string) => Promise<void> };

@@ -98,15 +98,33 @@ export class ImportRunner {
 
   async #save(job: ImportRecord, finished = false): Promise<void> {
     await this.#d.store.exclusive(async () => {
+      // a job failed by a revocation is not brought back by the run still winding down
+      if (job.state !== 'failed' && (await this.get(job.id))?.state === 'failed') return;
       const batch = this.#d.store.batch().put(K.importJob(job.id), job);
       if (finished) this.#d.outbox.append(batch, 'import.finished', toImportView(job), `imp:${job.userId}`);
       await batch.write();
     });
   }
 
+  /**
+   * The user revoked their consent: their queued and running imports fail now with `reason`
+   * (an `import.finished` event each) and never run again. Returns how many.
+   */
+  async failUser(userId: string, reason: string): Promise<number> {
+    let n = 0;
+    for (const [, job] of await this.#d.store.entries<ImportRecord>(K.importJobPrefix())) {
+      if (job.userId !== userId || (job.state !== 'queued' && job.state !== 'running')) continue;
+      Object.assign(job, { state: 'failed', error: reason, finishedAt: new Date().toISOString() });
+      await this.#save(job, true);
+      n++;
+    }
+    return n;
+  }
+
   async #run(id: string): Promise<void> {
     const job = await this.get(id);
-    if (!job) return;
+    // a job failed meanwhile (its user revoked consent) stays as it is
+    if (!job || (job.state !== 'queued' && job.state !== 'running')) return;
     const log = this.#d.log.child({ importId: id, userId: job.userId, candidateId: job.candidateId });
     Object.assign(job, { state: 'running', startedAt: new Date().toISOString(), scanned: 0, total: 0, matched: 0, threadsLinked: 0, imported: 0 });
     await this.#save(job);
@@ -125,6 +143,8 @@ export class ImportRunner {
     } catch (err) {
       // stopping: the job stays queued and runs again on the next start
       if (this.#stopped || (err as { code?: string }).code === 'SYNC_STOPPED') return;
+      // failed by a revocation while it ran: that outcome stands
+      if ((await this.get(id))?.state === 'failed') return;
       Object.assign(job, { state: 'failed', error: (err as Error).message, finishedAt: new Date().toISOString() });
       log.warn({ err: { message: (err as Error).message } }, 'import failed');
     }

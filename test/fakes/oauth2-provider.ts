@@ -35,6 +35,7 @@ export class FakeOAuth2Provider {
   readonly #access = new Map<string, { username: string; expiresAt: number }>()
   /** refresh token → user */
   readonly #refresh = new Map<string, string>()
+  readonly #issuedRefresh: Array<[string, string]> = []
   readonly #server: http.Server
   readonly opts: Required<FakeProviderOptions>
   /** When set, the token endpoint answers every request with this status and body (e.g. an outage). */
@@ -104,6 +105,7 @@ export class FakeOAuth2Provider {
   grant(username: string): FakeGrant {
     const refreshToken = `rt-${crypto.randomBytes(12).toString('hex')}`
     this.#refresh.set(refreshToken, username)
+    this.#issuedRefresh.push([refreshToken, username])
     return { username, refreshToken }
   }
 
@@ -117,6 +119,16 @@ export class FakeOAuth2Provider {
   revoke(username: string): void {
     for (const [k, v] of this.#refresh) if (v === username) this.#refresh.delete(k)
     for (const [k, v] of this.#access) if (v.username === username) this.#access.delete(k)
+  }
+
+  /** Every access token ever issued to a user, live or expired. */
+  accessTokensOf(username: string): string[] {
+    return [...this.#access].filter(([, v]) => v.username === username).map(([k]) => k)
+  }
+
+  /** Every refresh token ever handed out for a user, rotated ones included. */
+  allRefreshTokensOf(username: string): string[] {
+    return this.#issuedRefresh.filter(([, v]) => v === username).map(([k]) => k)
   }
 
   refreshTokensOf(username: string): string[] {

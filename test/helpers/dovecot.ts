@@ -189,8 +189,8 @@ export function kickUser(user: string, env: DovecotEnv = dovecotEnv()): boolean 
 }
 
 /** Number of logged-in IMAP connections of `user`, as Dovecot's anvil sees them. */
-export async function connectedClients(user: string): Promise<number> {
-  const conf = path.join(dovecotEnv().dir, 'dovecot.conf')
+export async function connectedClients(user: string, env: DovecotEnv = dovecotEnv()): Promise<number> {
+  const conf = path.join(env.dir, 'dovecot.conf')
   // Output: a header line, then "username proto pid ip" per connection.
   const out = execFileSync('doveadm', ['-c', conf, 'who', '-1', user], { encoding: 'utf8' })
   return out
