@@ -1,8 +1,9 @@
 import { Readable } from 'node:stream';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.js';
 import { backupLines } from '../ops/backup.js';
 import { consentLogin, doctorSettings, runDoctor } from '../ops/doctor.js';
+import { assertSystemChannel } from './acl.js';
 import { idParam } from './schemas.js';
 import { statusSnapshot, type StatusSources } from '../ops/status.js';
 import type { ApiContext } from './server.js';
@@ -17,11 +18,15 @@ export function statusSources(ctx: ApiContext): StatusSources {
 }
 
 export function registerAdminRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  // every user's mailbox, the whole store: for the operator (the ATS itself) and admins only
+  const operatorOnly = async (req: FastifyRequest) => assertSystemChannel(req.actor, 'The operator endpoints (/v1/admin)');
   app.get('/v1/admin/status', {
+    preHandler: operatorOnly,
     schema: { summary: 'Every user\'s mailbox with state, last error, last sync and folder lag, and the outbox and relay queues' },
   }, async () => statusSnapshot(statusSources(ctx)));
 
   app.get('/v1/admin/backup', {
+    preHandler: operatorOnly,
     schema: { summary: 'A consistent backup of the store (one LevelDB snapshot), streamed as lines; `mailsync backup` writes it to a directory' },
   }, async (req, reply) => {
     req.log.info('store backup started');
@@ -30,6 +35,7 @@ export function registerAdminRoutes(app: FastifyInstance, ctx: ApiContext): void
   });
 
   app.post<{ Params: { userId: string }; Querystring: { timeoutSeconds: number } }>('/v1/admin/mailboxes/:userId/doctor', {
+    preHandler: operatorOnly,
     schema: {
       summary: 'Check a mailbox step by step (DNS, TCP, TLS, greeting, auth, capabilities, folders, IDLE) with its stored consent; `mailsync doctor` shows the result',
       params: idParam('userId'),

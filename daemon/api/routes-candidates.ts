@@ -1,11 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../errors.js';
 import { toThreadSummary } from '../shapes.js';
-import { canSeeThread } from './acl.js';
+import { ThreadAccess } from './acl.js';
 import { candidateBody, idParam, pageQuery } from './schemas.js';
 import type { ApiContext } from './server.js';
 
 export function registerCandidateRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const access = new ThreadAccess(ctx.threads, ctx.normalise);
   app.put<{ Params: { candidateId: string }; Body: { emails: string[]; name?: string } }>('/v1/candidates/:candidateId', {
     schema: { summary: 'Register or update a candidate and their addresses', params: idParam('candidateId'), body: candidateBody },
   }, async (req) => {
@@ -19,7 +20,11 @@ export function registerCandidateRoutes(app: FastifyInstance, ctx: ApiContext): 
       await batch.write();
       return { candidate, linked };
     });
-    return { id: candidate.id, emails: candidate.emails, name: candidate.name, createdAt: candidate.createdAt, updatedAt: candidate.updatedAt, threadsLinked: linked.length };
+    // the links are made whatever the actor may see (the mail is the candidate's); the count
+    // names only the threads the actor may see
+    let threadsLinked = 0;
+    for (const threadId of linked) if (!(await access.hides(req.actor, { threadId }))) threadsLinked++;
+    return { id: candidate.id, emails: candidate.emails, name: candidate.name, createdAt: candidate.createdAt, updatedAt: candidate.updatedAt, threadsLinked };
   });
 
   app.get<{ Params: { candidateId: string } }>('/v1/candidates/:candidateId', {
@@ -48,7 +53,7 @@ export function registerCandidateRoutes(app: FastifyInstance, ctx: ApiContext): 
       if (page.length === 0) break;
       for (const { cursor: c, thread } of page) {
         cursor = c;
-        if (!canSeeThread(req.actor, thread, ctx.normalise)) continue;
+        if (!access.canSee(req.actor, thread)) continue;
         if (out.length === limit) return { threads: out, nextCursor: lastVisible };
         out.push(toThreadSummary(thread));
         lastVisible = c;

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../errors.js';
 import type { EventRecord, EventStatus } from '../store/records.js';
+import { assertSystemChannel } from './acl.js';
 import { eventsQuery } from './schemas.js';
 import type { ApiContext } from './server.js';
 
@@ -16,6 +17,8 @@ export function registerEventRoutes(app: FastifyInstance, ctx: ApiContext): void
   app.get<{ Querystring: { after?: string; limit: number; status?: EventStatus } }>('/v1/events', {
     schema: { summary: 'The change feed: every event after a cursor, in commit order', querystring: eventsQuery },
   }, async (req) => {
+    // every event of every thread, secret ones marked `secret: true`: the ATS's channel
+    assertSystemChannel(req.actor, 'The change feed');
     const after = req.query.after ? Number(req.query.after) : 0;
     const status = req.query.status;
     const events = await ctx.outbox.list(after, req.query.limit, status ? (e) => e.status === status : undefined);
@@ -30,6 +33,7 @@ export function registerEventRoutes(app: FastifyInstance, ctx: ApiContext): void
       params: { type: 'object', required: ['eventId'], properties: { eventId: { type: 'string', pattern: '^evt_[0-9a-z]{1,40}$' } } },
     },
   }, async (req, reply) => {
+    assertSystemChannel(req.actor, 'Redelivering events');
     const seq = ctx.outbox.seqOf(req.params.eventId);
     const event = seq === null ? undefined : await ctx.outbox.get(seq);
     if (!event) throw new ApiError('not_found', `No event ${req.params.eventId}.`);

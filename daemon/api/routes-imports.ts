@@ -2,14 +2,29 @@ import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../errors.js';
 import { toThreadSummary } from '../shapes.js';
 import { toImportView } from '../sync/import-job.js';
-import { canSeeThread, isSelf } from './acl.js';
+import { canReadMailbox, isSelf, ThreadAccess, type Actor } from './acl.js';
+import type { ImportRecord } from '../store/records.js';
 import { ID_PATTERN, daemonIdParam, idParam, messageIdString } from './schemas.js';
 import type { ApiContext } from './server.js';
 
 /** Older conversations: imports per candidate, and linking one conversation by Message-ID. */
 export function registerImportRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  async function checkOwnerAndCandidate(actor: { userId: string | null }, userId: string, candidateId: string): Promise<void> {
-    if (!isSelf(actor as never, userId)) throw new ApiError('forbidden', 'Only the mailbox owner can import from it (X-Acting-User must be the userId of the body).');
+  const access = new ThreadAccess(ctx.threads, ctx.normalise);
+
+  /** The import as `actor` may see it: its counts leave out threads secret to them. */
+  async function importViewFor(actor: Actor, job: ImportRecord): Promise<Record<string, unknown>> {
+    const view = toImportView(job) as Record<string, unknown> & { matched: number; imported: number; threadsLinked: number };
+    for (const t of job.threads ?? []) {
+      if (!(await access.hides(actor, t))) continue;
+      view.matched -= t.matched;
+      view.imported -= t.imported;
+      if (t.linked) view.threadsLinked -= 1;
+    }
+    return view;
+  }
+
+  async function checkOwnerAndCandidate(actor: Actor, userId: string, candidateId: string): Promise<void> {
+    if (!isSelf(actor, userId)) throw new ApiError('forbidden', 'Only the mailbox owner can import from it (X-Acting-User must be the userId of the body).');
     if (!(await ctx.accounts.getCandidate(candidateId))) throw new ApiError('not_found', `No candidate ${candidateId}.`);
     if (await ctx.accounts.getMailbox(userId)) return;
     const revokedAt = await ctx.accounts.revokedAt(userId);
@@ -39,8 +54,8 @@ export function registerImportRoutes(app: FastifyInstance, ctx: ApiContext): voi
   }, async (req) => {
     const job = await ctx.imports.get(req.params.importId);
     if (!job) throw new ApiError('not_found', `No import ${req.params.importId}.`);
-    if (req.actor.userId !== null && req.actor.userId !== job.userId && req.actor.role === 'user') throw new ApiError('not_found', `No import ${req.params.importId}.`);
-    return toImportView(job);
+    if (!canReadMailbox(req.actor, job.userId)) throw new ApiError('not_found', `No import ${req.params.importId}.`);
+    return importViewFor(req.actor, job);
   });
 
   app.post<{ Params: { candidateId: string }; Body: { userId: string; messageId: string } }>('/v1/candidates/:candidateId/threads', {
@@ -61,7 +76,7 @@ export function registerImportRoutes(app: FastifyInstance, ctx: ApiContext): voi
     } catch (err) {
       throw new ApiError('unavailable', `The mailbox cannot be searched now: ${(err as Error).message}`);
     }
-    if (!thread || !canSeeThread(req.actor, thread, ctx.normalise)) throw new ApiError('not_found', `No message ${req.body.messageId} in the mailbox of ${req.body.userId}.`);
+    if (!thread || !access.canSee(req.actor, thread)) throw new ApiError('not_found', `No message ${req.body.messageId} in the mailbox of ${req.body.userId}.`);
     req.log.info({ userId: req.body.userId, candidateId, threadId: thread.id }, 'conversation linked');
     return reply.status(201).send(toThreadSummary(thread));
   });

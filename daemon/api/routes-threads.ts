@@ -4,24 +4,15 @@ import { toApiMessage, toThreadSummary } from '../shapes.js';
 import { extractAttachment } from '../mail/parse.js';
 import { normaliseId } from '../threads/message-ids.js';
 import type { StoredMessage, ThreadRecord } from '../store/records.js';
-import { canSeeThread, canUnsetSecret } from './acl.js';
+import { canUnsetSecret, ThreadAccess } from './acl.js';
 import { daemonIdParam, outboundBody } from './schemas.js';
 import type { ApiContext } from './server.js';
 
 export function registerThreadRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const access = new ThreadAccess(ctx.threads, ctx.normalise);
   /** The thread, or 404 — also when it exists but is secret to this actor. */
-  async function visibleThread(req: FastifyRequest, id: string): Promise<ThreadRecord> {
-    const t = await ctx.threads.getThread(id);
-    if (!t || !canSeeThread(req.actor, t, ctx.normalise)) throw new ApiError('not_found', `No thread ${id}.`);
-    return t;
-  }
-
-  async function visibleMessage(req: FastifyRequest, key: string): Promise<StoredMessage> {
-    const m = await ctx.threads.getMessage(key);
-    const t = m && (await ctx.threads.getThread(m.threadId));
-    if (!m || !t || !canSeeThread(req.actor, t, ctx.normalise)) throw new ApiError('not_found', `No message ${key}.`);
-    return m;
-  }
+  const visibleThread = (req: FastifyRequest, id: string): Promise<ThreadRecord> => access.thread(req.actor, id);
+  const visibleMessage = async (req: FastifyRequest, key: string): Promise<StoredMessage> => (await access.message(req.actor, key)).message;
 
   const threadParam = daemonIdParam('threadId', 't_');
   const messageParam = daemonIdParam('messageKey', 'm_');
@@ -39,7 +30,9 @@ export function registerThreadRoutes(app: FastifyInstance, ctx: ApiContext): voi
   }, async (req) => {
     if (!req.actor.userId) throw new ApiError('invalid_request', 'X-Acting-User is required: the acting user becomes the one who made the thread secret.');
     const t = await visibleThread(req, req.params.threadId);
-    const updated = await ctx.threads.setSecret(t.id, req.actor.userId);
+    // already secret: it stays the secret of the one who made it so (a participant asking again
+    // must not take over the right to unset it, nor shut that person out)
+    const updated = t.secret ? t : await ctx.threads.setSecret(t.id, req.actor.userId);
     return { ...toThreadSummary(updated), secretBy: updated.secretBy };
   });
 
@@ -91,7 +84,15 @@ export function registerThreadRoutes(app: FastifyInstance, ctx: ApiContext): voi
   }, async (req, reply) => {
     const { userId, messageId, candidateIds, subject } = req.body;
     if (!(await ctx.accounts.getUser(userId))) throw new ApiError('not_found', `No user ${userId}: register it first with PUT /v1/users/${userId}.`);
-    const thread = await ctx.threads.declareOutbound({ userId, matchKeys: [normaliseId(messageId)], candidateIds, subject });
+    const matchKeys = [normaliseId(messageId)];
+    // a Message-ID of a thread secret to this actor: refused before anything changes, with no
+    // word of the thread (declaring into it would show its summary)
+    const hidden = new ApiError('not_found', `Message-ID ${messageId} cannot be declared for this acting user.`);
+    for (const threadId of new Set((await ctx.threads.lookup(matchKeys)).values())) {
+      if (await access.hides(req.actor, { threadId })) throw hidden;
+    }
+    const thread = await ctx.threads.declareOutbound({ userId, matchKeys, candidateIds, subject });
+    if (!access.canSee(req.actor, thread)) throw hidden;
     return reply.status(201).send(toThreadSummary(thread));
   });
 }

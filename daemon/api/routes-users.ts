@@ -3,8 +3,9 @@ import net from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../errors.js';
 import type { MailAuth, MailboxCredentials, MailboxRecord, ServerSettings } from '../store/records.js';
-import { canReadMailbox, canRevoke, isSelf } from './acl.js';
+import { canReadMailbox, canRevoke, isSelf, ThreadAccess, type Actor } from './acl.js';
 import { revokeMailbox } from './revocation.js';
+import { visibleQuarantine } from './routes-quarantine.js';
 import { consentBody, idParam, userBody } from './schemas.js';
 import type { ApiContext } from './server.js';
 
@@ -60,14 +61,14 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
     });
     req.log.info({ userId, host: body.imap.host }, 'mailbox consent granted');
     await ctx.supervisor.restart(userId);
-    return reply.status(202).send(await mailboxStatus(ctx, userId));
+    return reply.status(202).send(await mailboxStatus(ctx, userId, req.actor));
   });
 
   app.get<{ Params: { userId: string } }>('/v1/users/:userId/mailbox', {
     schema: { summary: 'Mailbox sync status', params: idParam('userId') },
   }, async (req) => {
     if (!canReadMailbox(req.actor, req.params.userId)) throw new ApiError('forbidden', 'Only the user themselves or an admin can read this mailbox status.');
-    return mailboxStatus(ctx, req.params.userId);
+    return mailboxStatus(ctx, req.params.userId, req.actor);
   });
 
   app.delete<{ Params: { userId: string }; Querystring: { purge?: boolean } }>('/v1/users/:userId/mailbox', {
@@ -99,7 +100,8 @@ async function assertResolves(host: string, field: string): Promise<void> {
   }
 }
 
-export async function mailboxStatus(ctx: ApiContext, userId: string): Promise<Record<string, unknown>> {
+/** The mailbox status as `actor` may see it: its counts leave out threads secret to them. */
+export async function mailboxStatus(ctx: ApiContext, userId: string, actor: Actor): Promise<Record<string, unknown>> {
   const mbx: MailboxRecord | undefined = await ctx.accounts.getMailbox(userId);
   if (!mbx) {
     const revokedAt = await ctx.accounts.revokedAt(userId);
@@ -107,6 +109,7 @@ export async function mailboxStatus(ctx: ApiContext, userId: string): Promise<Re
     return { userId, consent: null, state: 'revoked', lastError: null, lastSyncAt: null, folders: [], counts: { threads: 0, messages: 0 }, revokedAt };
   }
   const folders = await ctx.accounts.listFolders(userId);
+  const access = new ThreadAccess(ctx.threads, ctx.normalise);
   return {
     userId,
     consent: mbx.consent,
@@ -117,6 +120,17 @@ export async function mailboxStatus(ctx: ApiContext, userId: string): Promise<Re
     smtp: mbx.smtp,
     syncSince: mbx.syncSince,
     folders: folders.map((f) => ({ path: f.path, specialUse: f.specialUse, uidValidity: f.uidValidity, uidNext: f.uidNext, syncedAt: f.syncedAt })),
-    counts: { ...(await ctx.threads.countsForUser(userId)), quarantined: await ctx.quarantine.count(userId) },
+    counts: { ...(await ctx.threads.countsForUser(userId, (t) => access.canSee(actor, t))), quarantined: await visibleQuarantineCount(ctx, access, actor, userId) },
   };
+}
+
+async function visibleQuarantineCount(ctx: ApiContext, access: ThreadAccess, actor: Actor, userId: string): Promise<number> {
+  let count = 0;
+  let after: string | undefined;
+  for (;;) {
+    const page = await visibleQuarantine(ctx, access, actor, { userId, after, limit: 500 });
+    count += page.entries.length;
+    if (page.nextCursor === null) return count;
+    after = page.nextCursor;
+  }
 }

@@ -147,6 +147,10 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
     if (actingRole !== undefined && (typeof actingRole !== 'string' || !ROLES.includes(actingRole as Role))) {
       throw new ApiError('invalid_request', 'X-Acting-Role must be one of user, admin, super_admin.');
     }
+    // a role belongs to a person: "admin" claimed for nobody would see every secret thread
+    if (actingRole !== undefined && actingUser === undefined) {
+      throw new ApiError('invalid_request', 'X-Acting-Role needs X-Acting-User: a role is the role of the user the request is made for. Leave both out when the ATS acts for no person.');
+    }
     const user = actingUser ? await ctx.accounts.getUser(actingUser) : undefined;
     req.actor = {
       userId: (actingUser as string | undefined) ?? null,

@@ -32,6 +32,8 @@ export interface OutboundHooks {
   store?: (entry: RelayEntry, raw: Buffer, finish: (batch: WriteBatch) => void) => Promise<boolean>;
   /** After the message is finished (a copy to the Sent folder). */
   afterSent?: (entry: RelayEntry, raw: Buffer) => Promise<void>;
+  /** Whether the entry's thread is secret now: outcome events say so, as every event of a thread does. */
+  secretOf?: (threadId: string) => Promise<boolean>;
   observe?: { depth?: (n: number) => void; outcome?: (o: 'sent' | 'failed' | 'deferred') => void };
 }
 
@@ -310,7 +312,8 @@ export class OutboundQueue {
   async #finish(entry: RelayEntry, raw: Buffer | null, error: string | null, log: Logger): Promise<void> {
     const sent = error === null;
     const type: OutcomeType = sent ? 'message.sent' : 'message.failed';
-    const data = { userId: entry.userId, messageId: entry.messageId, queueId: entry.queueId, error, threadId: entry.threadId, accepted: entry.accepted, rejected: entry.rejected };
+    const secret = this.#hooks.secretOf ? await this.#hooks.secretOf(entry.threadId).catch(() => false) : false;
+    const data = { userId: entry.userId, messageId: entry.messageId, queueId: entry.queueId, error, threadId: entry.threadId, secret, accepted: entry.accepted, rejected: entry.rejected };
     const reached = !!raw && entry.accepted.length > 0;
     let finished = false;
     if (reached && this.#hooks.store) {

@@ -76,6 +76,7 @@ export class Relay {
         return true;
       },
       afterSent: copier ? async (entry, raw) => void (await copier.copy(entry.userId, raw)) : undefined,
+      secretOf: async (threadId) => (await deps.threads.getThread(threadId))?.secret ?? false,
       observe: { outcome: (o) => metrics.relayMessages.inc({ outcome: o }) },
     });
     this.#submission = deps.listen.submission === null ? null : new SubmissionServer({

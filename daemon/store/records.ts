@@ -214,6 +214,15 @@ export interface RelayEntry {
 }
 
 /** An import of older conversations with a candidate from one user's mailbox. */
+/** One thread an import found messages of: a message key to find it after a merge, and its share of the counts. */
+export interface ImportThread {
+  threadId: string;
+  messageKey: string;
+  matched: number;
+  imported: number;
+  linked: boolean;
+}
+
 export interface ImportRecord {
   id: string;
   candidateId: string;
@@ -228,6 +237,12 @@ export interface ImportRecord {
   threadsLinked: number;
   /** Messages stored that were not stored before. */
   imported: number;
+  /**
+   * What the counts above are made of, per thread, once the import is done: so each reader is
+   * told only of the threads they may see (a thread secret to them is left out of the counts).
+   * Absent on records written before it existed.
+   */
+  threads?: ImportThread[];
   error: string | null;
   since: string | null;
   createdAt: string;

@@ -254,7 +254,7 @@ export class Threads {
       userId: input.userId, threadId: thread.id, candidateIds: thread.candidateIds, secret: thread.secret,
       message: toApiMessage(msg, { withBody: false }),
     }, thread.id);
-    for (const cid of linked) this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin }, thread.id);
+    for (const cid of linked) this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin, secret: thread.secret }, thread.id);
     const reconsider = await this.#claimPending(batch, input.matchKeys);
     if (input.quarantine) {
       const l = input.location;
@@ -371,7 +371,7 @@ export class Threads {
     const linked = this.#linkCandidates(thread, input.candidateIds);
     await this.#moveActivity(batch, thread);
     batch.put(K.thread(thread.id), thread);
-    for (const cid of linked) this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin }, thread.id);
+    for (const cid of linked) this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin, secret: thread.secret }, thread.id);
     return thread;
   }
 
@@ -395,7 +395,7 @@ export class Threads {
       this.#linkCandidates(thread, [candidateId]);
       await this.#moveActivity(batch, thread);
       batch.put(K.thread(thread.id), thread);
-      this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId, origin: thread.origin }, thread.id);
+      this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId, origin: thread.origin, secret: thread.secret }, thread.id);
       await batch.write();
       return true;
     });
@@ -413,7 +413,7 @@ export class Threads {
         this.#linkCandidates(thread, [cid]);
         await this.#moveActivity(batch, thread);
         batch.put(K.thread(thread.id), thread);
-        this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin }, thread.id);
+        this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin, secret: thread.secret }, thread.id);
         linked.push(thread.id);
       }
       return linked;
@@ -565,12 +565,31 @@ export class Threads {
     batch.del(K.thread(thread.id));
   }
 
-  /** Counts for a mailbox status: threads and messages this user's mailbox holds. */
-  async countsForUser(userId: string): Promise<{ threads: number; messages: number }> {
+  /**
+   * Counts for a mailbox status: threads and messages this user's mailbox holds; with
+   * `include`, only those of the threads it accepts (what the asking person may see).
+   */
+  async countsForUser(userId: string, include?: (thread: ThreadRecord) => boolean): Promise<{ threads: number; messages: number }> {
     const keys = new Set<string>();
     for (const [, key] of await this.#store.entries<string>(K.locationUserPrefix(userId))) keys.add(key);
     const msgs = await this.#store.getMany<StoredMessage>([...keys].map(K.message));
-    const threads = new Set(msgs.filter((m): m is StoredMessage => !!m).map((m) => m.threadId));
-    return { threads: threads.size, messages: keys.size };
+    const perThread = new Map<string, number>();
+    let unthreaded = 0;
+    for (const m of msgs) {
+      if (m) perThread.set(m.threadId, (perThread.get(m.threadId) ?? 0) + 1);
+      else unthreaded++;
+    }
+    if (!include) return { threads: perThread.size, messages: keys.size };
+    const ids = [...perThread.keys()];
+    const threads = await this.#store.getMany<ThreadRecord>(ids.map(K.thread));
+    let threadCount = 0;
+    let messages = unthreaded;
+    ids.forEach((id, i) => {
+      const thread = threads[i];
+      if (thread && !include(thread)) return;
+      threadCount++;
+      messages += perThread.get(id)!;
+    });
+    return { threads: threadCount, messages };
   }
 }

@@ -6,7 +6,7 @@ import type { Store } from '../store/store.js';
 import type { Outbox } from '../store/outbox.js';
 import type { Accounts } from '../store/accounts.js';
 import type { Threads } from '../store/threads.js';
-import type { ImportRecord, ThreadOrigin, ThreadRecord } from '../store/records.js';
+import type { ImportRecord, ImportThread, ThreadOrigin, ThreadRecord } from '../store/records.js';
 import { fetchSources, chunk } from './imap-folders.js';
 import { firstHeader } from '../threads/headers.js';
 import { findConversations, importFolders, type Found } from './import-search.js';
@@ -126,7 +126,7 @@ export class ImportRunner {
     // a job failed meanwhile (its user revoked consent) stays as it is
     if (!job || (job.state !== 'queued' && job.state !== 'running')) return;
     const log = this.#d.log.child({ importId: id, userId: job.userId, candidateId: job.candidateId });
-    Object.assign(job, { state: 'running', startedAt: new Date().toISOString(), scanned: 0, total: 0, matched: 0, threadsLinked: 0, imported: 0 });
+    Object.assign(job, { state: 'running', startedAt: new Date().toISOString(), scanned: 0, total: 0, matched: 0, threadsLinked: 0, imported: 0, threads: undefined });
     await this.#save(job);
     try {
       const candidate = await this.#d.accounts.getCandidate(job.candidateId);
@@ -137,8 +137,8 @@ export class ImportRunner {
         Object.assign(job, p);
         await this.#save(job);
       });
-      const { linked, imported } = await this.#store(job.userId, job.candidateId, found, 'import');
-      Object.assign(job, { state: 'done', threadsLinked: linked.size, imported, finishedAt: new Date().toISOString() });
+      const { linked, imported, threadOf, importedKeys } = await this.#store(job.userId, job.candidateId, found, 'import');
+      Object.assign(job, { state: 'done', threadsLinked: linked.size, imported, threads: breakdown(found, threadOf, importedKeys, linked), finishedAt: new Date().toISOString() });
       log.info({ matched: job.matched, threads: linked.size, imported }, 'import finished');
     } catch (err) {
       // stopping: the job stays queued and runs again on the next start
@@ -178,10 +178,11 @@ export class ImportRunner {
    * Stores what was found (sources fetched only for messages not stored yet) and links each
    * thread to the candidate, asking the threads store whether each message may be linked.
    */
-  async #store(userId: string, candidateId: string, found: Found[], origin: ThreadOrigin): Promise<{ linked: Set<string>; imported: number; threadOf: Map<string, string> }> {
+  async #store(userId: string, candidateId: string, found: Found[], origin: ThreadOrigin): Promise<{ linked: Set<string>; imported: number; importedKeys: string[]; threadOf: Map<string, string> }> {
     const { threads, ingestor } = this.#d;
     const linked = new Set<string>();
     const threadOf = new Map<string, string>();
+    const importedKeys: string[] = [];
     let imported = 0;
     const link = async (threadId: string, key: string) => {
       threadOf.set(key, threadId);
@@ -220,7 +221,10 @@ export class ImportRunner {
       const result = await ingestor.ingest(f.rec, source, complete, {
         userId, folder: f.folder, location: { userId, folder: f.folder, uidValidity: f.uidValidity, uid: f.rec.uid }, origin, force: true, candidateIds: allowed ? [candidateId] : [],
       });
-      if (result.status === 'stored') imported++;
+      if (result.status === 'stored') {
+        imported++;
+        importedKeys.push(f.rec.key);
+      }
       if (result.status !== 'untracked') {
         const wasLinked = allowed && (await threads.getThread(result.threadId))?.candidateIds.includes(candidateId);
         threadOf.set(f.rec.key, result.threadId);
@@ -231,6 +235,26 @@ export class ImportRunner {
     // threads merged while storing: count the survivors only
     for (const id of [...linked]) if (!(await threads.getThread(id))) linked.delete(id);
     for (const [key, id] of threadOf) if (!(await threads.getThread(id))) threadOf.set(key, (await threads.getMessage(key))?.threadId ?? id);
-    return { linked, imported, threadOf };
+    return { linked, imported, importedKeys, threadOf };
   }
+}
+
+/** The counts of a finished import per thread (threads as they are after merges while storing). */
+function breakdown(found: Found[], threadOf: Map<string, string>, importedKeys: string[], linked: Set<string>): ImportThread[] {
+  const byThread = new Map<string, ImportThread>();
+  const entry = (threadId: string, messageKey: string): ImportThread => {
+    let e = byThread.get(threadId);
+    if (!e) byThread.set(threadId, (e = { threadId, messageKey, matched: 0, imported: 0, linked: linked.has(threadId) }));
+    return e;
+  };
+  for (const [key, threadId] of threadOf) entry(threadId, key);
+  for (const f of found) {
+    const threadId = threadOf.get(f.rec.key);
+    if (f.matched && threadId) entry(threadId, f.rec.key).matched++;
+  }
+  for (const key of importedKeys) {
+    const threadId = threadOf.get(key);
+    if (threadId) entry(threadId, key).imported++;
+  }
+  return [...byThread.values()];
 }

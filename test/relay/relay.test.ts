@@ -85,7 +85,7 @@ t.test('the ATS sends as the recruiter; the reply in the real mailbox joins the 
   const thread = threads.body.threads[0]!;
   t.same([thread.id, thread.origin, thread.candidateIds, thread.ownerUserIds], [data.threadId, 'ats', ['c1'], ['u1']]);
   const linked = receiver.ofType('thread.linked').map((w) => w.body.data);
-  t.same(linked, [{ threadId: thread.id, candidateId: 'c1', origin: 'ats' }], 'thread.linked before any mail came back');
+  t.same(linked, [{ threadId: thread.id, candidateId: 'c1', origin: 'ats', secret: false }], 'thread.linked before any mail came back');
 
   // the candidate answers; the reply lands in the recruiter's INBOX at Dovecot
   await appendMessage(login, 'INBOX', buildMessage({
