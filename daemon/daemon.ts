@@ -8,6 +8,7 @@ import { Outbox } from './store/outbox.js';
 import { Accounts } from './store/accounts.js';
 import { Threads } from './store/threads.js';
 import { Quarantine } from './store/quarantine.js';
+import { Audit } from './store/audit.js';
 import { normaliseAddress } from './threads/addresses.js';
 import { isAtsDomainId } from './threads/matching.js';
 import { Ingestor } from './sync/ingestor.js';
@@ -16,7 +17,7 @@ import { MailboxLogins } from './sync/oauth2-tokens.js';
 import { ImportRunner } from './sync/import-job.js';
 import { ConnectionGate } from './sync/imap-connect.js';
 import { WebhookDispatcher } from './events/dispatcher.js';
-import { buildApi } from './api/server.js';
+import { buildApi, tokenId } from './api/server.js';
 import { Metrics } from './ops/metrics.js';
 import { MessageIdStamper } from './mail/message-stamp.js';
 import { Relay } from './mail/relay.js';
@@ -48,6 +49,7 @@ export interface DaemonParts {
   /** Fresh logins (OAuth2 access tokens refreshed) for IMAP and the relay's SMTP. */
   logins: MailboxLogins;
   imports: ImportRunner;
+  audit: Audit;
 }
 
 export interface DaemonOptions {
@@ -71,6 +73,8 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
     const store = await Store.open({ path: config.store.path, masterKey, encryptContent: config.store.encryptContent });
     const outbox = new Outbox(store, { push: !!config.webhooks.url });
     await outbox.init();
+    const audit = new Audit(store);
+    await audit.init();
     const domainRules = Object.fromEntries(config.addresses.domainRules.map(({ domain, ...rule }) => [domain, { ...rule, tagSeparator: rule.tagSeparator ?? null }]));
     const normalise = (a: string) => normaliseAddress(a, domainRules);
     const accounts = new Accounts(store, outbox, normalise);
@@ -134,8 +138,8 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
       store, outbox, accounts, threads, ingestor, normalise, log: log.child({ component: 'import' }),
       withConnection: (userId, task) => sync.withConnection(userId, task), batchSize: s.fetchBatchSize, maxRawBytes: config.store.maxRawBytes,
     });
-    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins, imports, quarantine, relayQueueDepth: () => relay.queue.depth, relay: relay.queue });
-    parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, relay, logins, imports };
+    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins, imports, quarantine, audit, relayQueueDepth: () => relay.queue.depth, relay: relay.queue });
+    parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, relay, logins, imports, audit };
     const sup = supervisor;
     metrics.readFrom({
       mailboxStates: () => mailboxStateCounts(accounts),
@@ -159,7 +163,7 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
     await supervisor.start();
     await imports.start();
     ready = true;
-    log.info({ api: apiUrl, store: config.store.path, webhooks: w.url ? 'push' : 'feed only', mailboxes: supervisor.size, smtp: relay.ports, relayQueued: relay.queue.depth }, 'mailsync started');
+    log.info({ api: apiUrl, store: config.store.path, apiTokens: config.api.tokens.map((t) => tokenId(store, t)), webhooks: w.url ? 'push' : 'feed only', mailboxes: supervisor.size, smtp: relay.ports, relayQueued: relay.queue.depth }, 'mailsync started');
   }
 
   /** Stops in reverse order; each step on its own so one failure does not skip the rest. */

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { K } from '../store/keys.js';
 import type { MailboxRecord } from '../store/records.js';
+import type { WriteBatch } from '../store/store.js';
 import type { ApiContext } from './server.js';
 
 /**
@@ -10,7 +11,8 @@ import type { ApiContext } from './server.js';
  *    anything else, so nothing is read from the mailbox after the request;
  * 2. one batch deletes the consent with its sealed credentials (password or OAuth2 access and
  *    refresh tokens) and the sync state (folder watermarks, message locations, the "look again"
- *    queue, quarantined mail, pending references) and records the revocation; with no consent
+ *    queue, quarantined mail, pending references) and records the revocation (and `alsoWrite`:
+ *    the audit record); with no consent
  *    record the mailbox is never opened again, also after a restart, until a new consent;
  * 3. what the process remembers of the grant is forgotten, imports from the mailbox fail, and
  *    relay messages that would go out with the user's own SMTP login fail (`message.failed`);
@@ -32,14 +34,14 @@ export interface RevocationOutcome {
   purged: number;
 }
 
-export async function revokeMailbox(ctx: ApiContext, userId: string, purge: boolean, log: FastifyBaseLogger): Promise<RevocationOutcome | null> {
+export async function revokeMailbox(ctx: ApiContext, userId: string, purge: boolean, log: FastifyBaseLogger, alsoWrite?: (batch: WriteBatch) => void): Promise<RevocationOutcome | null> {
   if (!(await ctx.accounts.getMailbox(userId))) return null;
   const started = Date.now();
   // stop first: the connection closes before the credentials are gone
   await ctx.supervisor.stopUser(userId);
   const disconnectMs = Date.now() - started;
   const locations = purge ? await ctx.threads.messageKeysOfUser(userId) : [];
-  const revoked = await ctx.accounts.revokeConsent(userId);
+  const revoked = await ctx.accounts.revokeConsent(userId, alsoWrite);
   if (!revoked) return null; // revoked by a request that ran at the same time
   ctx.logins?.forget(userId);
   const relayFailed = revoked.smtp && ctx.relay ? await ctx.relay.failUser(userId, REVOKED_REASON) : 0;

@@ -6,6 +6,7 @@ import { canReadMailbox, isSelf, ThreadAccess, type Actor } from './acl.js';
 import type { ImportRecord } from '../store/records.js';
 import { ID_PATTERN, daemonIdParam, idParam, messageIdString } from './schemas.js';
 import type { ApiContext } from './server.js';
+import { auditActor } from './routes-audit.js';
 
 /** Older conversations: imports per candidate, and linking one conversation by Message-ID. */
 export function registerImportRoutes(app: FastifyInstance, ctx: ApiContext): void {
@@ -44,7 +45,10 @@ export function registerImportRoutes(app: FastifyInstance, ctx: ApiContext): voi
   }, async (req, reply) => {
     const { candidateId } = req.params;
     await checkOwnerAndCandidate(req.actor, req.body.userId, candidateId);
-    const job = await ctx.imports.create(req.body.userId, candidateId, req.body.since ? new Date(req.body.since).toISOString() : null);
+    const since = req.body.since ? new Date(req.body.since).toISOString() : null;
+    const job = await ctx.imports.create(req.body.userId, candidateId, since, (batch, created) => ctx.audit.record(batch, {
+      action: 'import.started', actor: auditActor(req), target: { userId: created.userId, candidateId, importId: created.id }, details: { since },
+    }));
     req.log.info({ importId: job.id, userId: job.userId, candidateId }, 'import queued');
     return reply.status(202).send(toImportView(job));
   });

@@ -7,6 +7,7 @@ import type { StoredMessage, ThreadRecord } from '../store/records.js';
 import { canUnsetSecret, ThreadAccess } from './acl.js';
 import { daemonIdParam, outboundBody } from './schemas.js';
 import type { ApiContext } from './server.js';
+import { auditActor } from './routes-audit.js';
 
 export function registerThreadRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const access = new ThreadAccess(ctx.threads, ctx.normalise);
@@ -31,8 +32,11 @@ export function registerThreadRoutes(app: FastifyInstance, ctx: ApiContext): voi
     if (!req.actor.userId) throw new ApiError('invalid_request', 'X-Acting-User is required: the acting user becomes the one who made the thread secret.');
     const t = await visibleThread(req, req.params.threadId);
     // already secret: it stays the secret of the one who made it so (a participant asking again
-    // must not take over the right to unset it, nor shut that person out)
-    const updated = t.secret ? t : await ctx.threads.setSecret(t.id, req.actor.userId);
+    // must not take over the right to unset it, nor shut that person out); nothing changes, so
+    // nothing is audited
+    const updated = t.secret ? t : await ctx.threads.setSecret(t.id, req.actor.userId, (batch) => ctx.audit.record(batch, {
+      action: 'thread.secret_set', actor: auditActor(req), target: { threadId: t.id },
+    }));
     return { ...toThreadSummary(updated), secretBy: updated.secretBy };
   });
 
@@ -41,7 +45,12 @@ export function registerThreadRoutes(app: FastifyInstance, ctx: ApiContext): voi
   }, async (req, reply) => {
     const t = await visibleThread(req, req.params.threadId);
     if (t.secret && !canUnsetSecret(req.actor, t)) throw new ApiError('forbidden', 'Only the user who made this thread secret, an admin or a super admin can make it visible again.');
-    await ctx.threads.setSecret(t.id, null);
+    // a thread that was not secret stays as it was: nothing to record
+    if (t.secret) {
+      await ctx.threads.setSecret(t.id, null, (batch) => ctx.audit.record(batch, {
+        action: 'thread.secret_unset', actor: auditActor(req), target: { threadId: t.id }, details: { secretBy: t.secretBy },
+      }));
+    }
     return reply.status(204).send();
   });
 

@@ -7,6 +7,7 @@ import { canReadMailbox, canRevoke, isSelf, ThreadAccess, type Actor } from './a
 import { revokeMailbox } from './revocation.js';
 import { visibleQuarantine } from './routes-quarantine.js';
 import { consentBody, idParam, userBody } from './schemas.js';
+import { auditActor } from './routes-audit.js';
 import type { ApiContext } from './server.js';
 
 interface ServerBody { host: string; port: number; secure?: boolean; auth: MailAuth }
@@ -58,7 +59,10 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
       smtp: body.smtp ? settings(body.smtp) : null,
       sealedCredentials: ctx.store.sealSecret(creds),
       syncSince: since.toISOString(),
-    });
+    }, (batch) => ctx.audit.record(batch, {
+      action: 'consent.granted', actor: auditActor(req), target: { userId },
+      details: { oauth2: 'oauth2' in body.imap.auth, smtp: !!body.smtp },
+    }));
     req.log.info({ userId, host: body.imap.host }, 'mailbox consent granted');
     await ctx.supervisor.restart(userId);
     return reply.status(202).send(await mailboxStatus(ctx, userId, req.actor));
@@ -81,7 +85,9 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
     const { userId } = req.params;
     if (!canRevoke(req.actor, userId)) throw new ApiError('forbidden', 'Only the user themselves or a super admin can revoke access to this mailbox.');
     const purge = !!req.query.purge;
-    const done = await revokeMailbox(ctx, userId, purge, req.log);
+    const done = await revokeMailbox(ctx, userId, purge, req.log, (batch) => ctx.audit.record(batch, {
+      action: 'consent.revoked', actor: auditActor(req), target: { userId }, details: { purge },
+    }));
     if (!done) throw new ApiError('not_found', `User ${userId} has not granted access to a mailbox.`);
     req.log.info({ userId, purge, disconnectMs: done.disconnectMs, relayFailed: done.relayFailed, importsFailed: done.importsFailed, purged: done.purged }, 'mailbox consent revoked');
     return reply.status(204).send();

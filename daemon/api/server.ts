@@ -27,6 +27,8 @@ import { registerThreadRoutes } from './routes-threads.js';
 import { registerEventRoutes } from './routes-events.js';
 import { registerAdminRoutes } from './routes-admin.js';
 import { registerStatusRoutes } from './routes-status.js';
+import { registerAuditRoutes } from './routes-audit.js';
+import type { Audit } from '../store/audit.js';
 
 export interface ApiContext {
   config: Config;
@@ -46,6 +48,8 @@ export interface ApiContext {
   /** Imports of older conversations and links by Message-ID. */
   imports: ImportRunner;
   quarantine: Quarantine;
+  /** The audit log of privacy actions, written in the batch of each change. */
+  audit: Audit;
   /** Fresh IMAP logins (OAuth2 tokens refreshed), for `mailsync doctor` through the API; `forget` on revocation. */
   logins?: { login(userId: string, protocol: 'imap'): Promise<{ auth: LoginAuth }>; forget(userId: string): void };
   /** The relay's queue, when the relay runs: a revocation fails the messages that would go out with the user's login. */
@@ -55,6 +59,8 @@ export interface ApiContext {
 declare module 'fastify' {
   interface FastifyRequest {
     actor: Actor;
+    /** Id of the API token the request used (`tok_…`), for the audit; never the token. */
+    client: string;
   }
 }
 
@@ -70,6 +76,15 @@ export function tokenMatches(given: string, tokens: readonly string[]): boolean 
   let ok = false;
   for (const t of tokens) ok = crypto.timingSafeEqual(g, crypto.createHash('sha256').update(t).digest()) || ok;
   return ok;
+}
+
+/**
+ * A stable id for an API token, for the audit log and the startup log: a keyed hash (the key
+ * comes from the master key), so the id says which token acted without letting anyone who
+ * reads it test guesses of the token.
+ */
+export function tokenId(store: Pick<Store, 'idHasher'>, token: string): string {
+  return `tok_${store.idHasher.hash(`api-token:${token}`).slice(0, 12)}`;
 }
 
 export function bearer(req: FastifyRequest): string | null {
@@ -131,6 +146,7 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   });
 
   app.decorateRequest('actor', null as unknown as Actor);
+  app.decorateRequest('client', '');
 
   app.addHook('onRequest', async (req) => {
     if (!needsToken(req)) return;
@@ -139,6 +155,7 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
       ctx.metrics.apiAuthFailures.inc();
       throw new ApiError('unauthorized', 'A valid bearer token is required (Authorization: Bearer <token>).');
     }
+    req.client = tokenId(ctx.store, token);
     const actingUser = req.headers['x-acting-user'];
     const actingRole = req.headers['x-acting-role'];
     if (actingUser !== undefined && (typeof actingUser !== 'string' || !ID_RE.test(actingUser))) {
@@ -221,5 +238,6 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   registerStatusRoutes(app, ctx);
   registerImportRoutes(app, ctx);
   registerQuarantineRoutes(app, ctx);
+  registerAuditRoutes(app, ctx);
   return app;
 }

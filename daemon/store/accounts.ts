@@ -92,8 +92,11 @@ export class Accounts {
     return (await this.#store.entries<MailboxRecord>('mbx!')).map(([, m]) => m);
   }
 
-  /** Records a (new) consent: sync state of an older consent is dropped. */
-  grantConsent(record: Omit<MailboxRecord, 'generation' | 'state' | 'lastError' | 'lastSyncAt'>): Promise<MailboxRecord> {
+  /**
+   * Records a (new) consent: sync state of an older consent is dropped. `alsoWrite` adds to the
+   * same batch (the audit record).
+   */
+  grantConsent(record: Omit<MailboxRecord, 'generation' | 'state' | 'lastError' | 'lastSyncAt'>, alsoWrite?: (batch: WriteBatch) => void): Promise<MailboxRecord> {
     return this.#store.exclusive(async () => {
       const old = await this.getMailbox(record.userId);
       const mailbox: MailboxRecord = { ...record, generation: (old?.generation ?? 0) + 1, state: 'connecting', lastError: null, lastSyncAt: null };
@@ -102,6 +105,7 @@ export class Accounts {
       if (old && old.state !== 'connecting') {
         this.#stateEvent(batch, record.userId, 'connecting', old.state, null);
       }
+      alsoWrite?.(batch);
       await batch.write();
       return mailbox;
     });
@@ -127,13 +131,14 @@ export class Accounts {
    * references of this mailbox. What was deleted still sits in LevelDB's files until
    * `Store.compactPrefixes` rewrites them.
    */
-  revokeConsent(userId: string): Promise<MailboxRecord | undefined> {
+  revokeConsent(userId: string, alsoWrite?: (batch: WriteBatch) => void): Promise<MailboxRecord | undefined> {
     return this.#store.exclusive(async () => {
       const old = await this.getMailbox(userId);
       if (!old) return undefined;
       const batch = this.#store.batch().del(K.mailbox(userId)).put(K.revoked(userId), { revokedAt: new Date().toISOString() });
       await this.#dropSyncState(batch, userId);
       this.#stateEvent(batch, userId, 'revoked', old.state, null);
+      alsoWrite?.(batch);
       await batch.write();
       return old;
     });

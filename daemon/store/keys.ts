@@ -36,6 +36,9 @@
  * | evq!{seq}                                   | '' — events still to deliver                 |
  * | rly!{queueId}                               | RelayEntry: a message the relay still sends  |
  * | rlyraw!{queueId}                            | its bytes as they will be sent               |
+ * | aud!{seq}                                   | AuditEntry: a privacy action (consent,       |
+ * |                                             | secrecy, removal, erasure, import) written   |
+ * |                                             | in the batch of the change; ids only         |
  */
 
 export const SEP = '!';
@@ -109,10 +112,13 @@ export const K = {
   relay: (queueId: string) => `rly!${queueId}`,
   relayPrefix: () => 'rly!',
   relayRaw: (queueId: string) => `rlyraw!${queueId}`,
+  audit: (seq: number) => `aud!${pad(seq)}`,
+  auditPrefix: () => 'aud!',
 };
 
 /** Key prefixes whose values hold mail content: sealed when `store.encryptContent` is on. */
-export const CONTENT_PREFIXES = ['msg!', 'raw!', 'thr!', 'evt!', 'rly!', 'rlyraw!'];
+// aud! holds no content, but who acted on whose mailbox when is personal data too
+export const CONTENT_PREFIXES = ['msg!', 'raw!', 'thr!', 'evt!', 'rly!', 'rlyraw!', 'aud!'];
 
 /** The last `!`-separated part of a key. */
 export function lastPart(key: string): string {

@@ -491,13 +491,16 @@ export class Threads {
   }
 
   /** Makes a thread secret (`by` = the user who did) or visible again (`null`). */
-  setSecret(threadId: string, by: string | null): Promise<ThreadRecord> {
+  /** `alsoWrite` adds to the same batch (the audit record). */
+  setSecret(threadId: string, by: string | null, alsoWrite?: (batch: WriteBatch) => void): Promise<ThreadRecord> {
     return this.#store.exclusive(async () => {
       const t = await this.getThread(threadId);
       if (!t) throw new Error(`no thread ${threadId}`);
       t.secret = by !== null;
       t.secretBy = by;
-      await this.#store.batch().put(K.thread(t.id), t).write();
+      const batch = this.#store.batch().put(K.thread(t.id), t);
+      alsoWrite?.(batch);
+      await batch.write();
       return t;
     });
   }

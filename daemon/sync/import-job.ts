@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import type { ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
 import { K } from '../store/keys.js';
-import type { Store } from '../store/store.js';
+import type { Store, WriteBatch } from '../store/store.js';
 import type { Outbox } from '../store/outbox.js';
 import type { Accounts } from '../store/accounts.js';
 import type { Threads } from '../store/threads.js';
@@ -72,12 +72,17 @@ export class ImportRunner {
     return this.#d.store.get<ImportRecord>(K.importJob(id));
   }
 
-  async create(userId: string, candidateId: string, since: string | null): Promise<ImportRecord> {
+  /** `alsoWrite` adds to the batch that records the job (the audit record). */
+  async create(userId: string, candidateId: string, since: string | null, alsoWrite?: (batch: WriteBatch, job: ImportRecord) => void): Promise<ImportRecord> {
     const job: ImportRecord = {
       id: `imp_${Date.now().toString(36)}${crypto.randomBytes(5).toString('hex')}`, candidateId, userId, state: 'queued',
       scanned: 0, total: 0, matched: 0, threadsLinked: 0, imported: 0, error: null, since, createdAt: new Date().toISOString(), startedAt: null, finishedAt: null,
     };
-    await this.#d.store.batch().put(K.importJob(job.id), job).write();
+    await this.#d.store.exclusive(async () => {
+      const batch = this.#d.store.batch().put(K.importJob(job.id), job);
+      alsoWrite?.(batch, job);
+      await batch.write();
+    });
     this.#enqueue(job.id, userId);
     return job;
   }
