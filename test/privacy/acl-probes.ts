@@ -187,6 +187,14 @@ export function buildProbes(w: World, ask: (a: Actor, req: Req) => Promise<Res>,
     t.ok(ofT.length >= w.t.keys.length, 'feed: the ATS and admins get T\'s events');
   });
 
+  add('GET /v1/audit', 'log', () => ({ method: 'GET', url: '/v1/audit?limit=1000' }), async (res, a, secret, t) => {
+    // it names threads made secret, by whom: admins only
+    if (!isAdmin(a)) return forbidden(t, res, 'the audit log for anyone but an admin');
+    t.equal(res.status, 200, 'audit: 200');
+    const setOfT = (res.body as { entries: Array<{ action: string; target: { threadId?: string } }> }).entries.filter((e) => e.action === 'thread.secret_set' && e.target.threadId === T);
+    t.ok(secret ? setOfT.length > 0 : true, 'audit: an admin sees that T was made secret');
+  });
+
   add('GET /v1/admin/status', 'status', () => ({ method: 'GET', url: '/v1/admin/status' }), async (res, a, _secret, t) => {
     if (!isSystem(a) && !isAdmin(a)) return forbidden(t, res, 'operator status for a person');
     t.equal(res.status, 200, 'admin status: 200');

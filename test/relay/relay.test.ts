@@ -77,8 +77,8 @@ t.test('the ATS sends as the recruiter; the reply in the real mailbox joins the 
   t.same(sent.to, [CANDIDATE]);
 
   const sentEvent = await receiver.waitFor((w) => w.body.type === 'message.sent', 'message.sent');
-  const data = sentEvent.body.data as { userId: string; messageId: string; queueId: string; error: null; threadId: string; accepted: string[] };
-  t.same([data.userId, data.messageId, data.queueId, data.error, data.accepted], ['u1', stampedId, queueId, null, [CANDIDATE]]);
+  const data = sentEvent.body.data as { userId: string; messageId: string; queueId: string; error: null; threadId: string; secret: boolean; accepted: string[] };
+  t.same([data.userId, data.messageId, data.queueId, data.error, data.accepted, data.secret], ['u1', stampedId, queueId, null, [CANDIDATE], false]);
 
   const threads = await d.api<{ threads: Array<{ id: string; origin: string; candidateIds: string[]; ownerUserIds: string[] }> }>('GET', '/v1/candidates/c1/threads');
   t.equal(threads.body.threads.length, 1, 'the thread was recorded and linked to the named candidate');
