@@ -80,7 +80,8 @@ export async function seedWorld(t: Test): Promise<World> {
     },
     {
       raw: buildMessage({
-        from: `Pat <${CANDIDATES.c1}>`, to: addr('to'), cc: [ALIAS_ADDRESS, CANDIDATES.c3], subject: `Re: ${tSubject}`, messageId: m2, inReplyTo: m1, references: m1, date: day(11),
+        // the alias as the mail writes it, in another case than the ATS registered it
+        from: `Pat <${CANDIDATES.c1}>`, to: addr('to'), cc: [`Al Other <${ALIAS_ADDRESS.toUpperCase()}>`, CANDIDATES.c3], subject: `Re: ${tSubject}`, messageId: m2, inReplyTo: m1, references: m1, date: day(11),
         text: 'Thank you, some questions about the offer.',
       }),
       date: day(11),
@@ -122,7 +123,7 @@ export async function seedWorld(t: Test): Promise<World> {
     return res.body;
   };
   for (const r of RELATIONS) {
-    await ok(`user ${r}`, d.api('PUT', `/v1/users/${userIdOf(r)}`, { body: { email: addr(r), aliases: r === 'alias' ? [ALIAS_ADDRESS] : [], name: `ACL ${r}` } }));
+    await ok(`user ${r}`, d.api('PUT', `/v1/users/${userIdOf(r)}`, { body: { email: addr(r), aliases: r === 'alias' ? ['Alias.Other@example.com'] : [], name: `ACL ${r}` } }));
     await ok(`import candidate ${r}`, d.api('PUT', `/v1/candidates/${importCandidate(r)}`, { body: { emails: [importAddress(r)] } }));
   }
   for (const [cid, email] of Object.entries(CANDIDATES)) await ok(`candidate ${cid}`, d.api('PUT', `/v1/candidates/${cid}`, { body: { emails: [email] } }));
