@@ -1,12 +1,14 @@
 import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../errors.js';
 import { toThreadSummary } from '../shapes.js';
+import { Removals } from '../store/removals.js';
 import { ThreadAccess } from './acl.js';
-import { candidateBody, idParam, pageQuery } from './schemas.js';
+import { candidateBody, daemonIdParam, idParam, pageQuery } from './schemas.js';
 import type { ApiContext } from './server.js';
 
 export function registerCandidateRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const access = new ThreadAccess(ctx.threads, ctx.normalise);
+  const removals = new Removals(ctx.store, ctx.threads, ctx.accounts, ctx.normalise);
   app.put<{ Params: { candidateId: string }; Body: { emails: string[]; name?: string } }>('/v1/candidates/:candidateId', {
     schema: { summary: 'Register or update a candidate and their addresses', params: idParam('candidateId'), body: candidateBody },
   }, async (req) => {
@@ -55,10 +57,32 @@ export function registerCandidateRoutes(app: FastifyInstance, ctx: ApiContext): 
         cursor = c;
         if (!access.canSee(req.actor, thread)) continue;
         if (out.length === limit) return { threads: out, nextCursor: lastVisible };
-        out.push(toThreadSummary(thread));
+        // as the profile shows it: without the messages removed from it
+        out.push(toThreadSummary((await removals.profile(cid, thread)).thread));
         lastVisible = c;
       }
     }
     return { threads: out, nextCursor: null };
+  });
+
+  app.delete<{ Params: { candidateId: string; messageKey: string } }>('/v1/candidates/:candidateId/messages/:messageKey', {
+    schema: {
+      summary: "Remove an email from the candidate's profile, for good (nothing in any mailbox changes)",
+      params: { type: 'object', required: ['candidateId', 'messageKey'], properties: { ...idParam('candidateId').properties, ...daemonIdParam('messageKey', 'm_').properties } },
+    },
+  }, async (req, reply) => {
+    const { candidateId, messageKey } = req.params;
+    const outcome = await removals.remove(candidateId, messageKey, { visible: (t) => access.canSee(req.actor, t), by: req.actor.userId });
+    if (outcome.status === 'not_found') {
+      // a message in a thread secret to the actor reads exactly as a message that does not exist
+      const message = {
+        candidate: `No candidate ${candidateId}.`,
+        message: `No message ${messageKey}.`,
+        link: `Message ${messageKey} is not on the profile of candidate ${candidateId}.`,
+      }[outcome.what];
+      throw new ApiError('not_found', message);
+    }
+    if (outcome.status === 'removed') req.log.info({ candidateId, messageKey, threadId: outcome.threadId, unlinked: outcome.unlinked }, 'message removed from a profile');
+    return reply.status(204).send();
   });
 }

@@ -81,6 +81,9 @@ export function registerImportRoutes(app: FastifyInstance, ctx: ApiContext): voi
       throw new ApiError('unavailable', `The mailbox cannot be searched now: ${(err as Error).message}`);
     }
     if (!thread || !access.canSee(req.actor, thread)) throw new ApiError('not_found', `No message ${req.body.messageId} in the mailbox of ${req.body.userId}.`);
+    if (!thread.candidateIds.includes(candidateId)) {
+      throw new ApiError('conflict', `The conversation of ${req.body.messageId} was removed from the profile of candidate ${candidateId} (DELETE /v1/candidates/${candidateId}/messages/...); a removal lasts, so it is not linked again.`);
+    }
     req.log.info({ userId: req.body.userId, candidateId, threadId: thread.id }, 'conversation linked');
     return reply.status(201).send(toThreadSummary(thread));
   });

@@ -5,12 +5,14 @@ import { extractAttachment } from '../mail/parse.js';
 import { normaliseId } from '../threads/message-ids.js';
 import type { StoredMessage, ThreadRecord } from '../store/records.js';
 import { canUnsetSecret, ThreadAccess } from './acl.js';
-import { daemonIdParam, outboundBody } from './schemas.js';
+import { ID_PATTERN, daemonIdParam, outboundBody } from './schemas.js';
+import { Removals } from '../store/removals.js';
 import type { ApiContext } from './server.js';
 import { auditActor } from './routes-audit.js';
 
 export function registerThreadRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const access = new ThreadAccess(ctx.threads, ctx.normalise);
+  const removals = new Removals(ctx.store, ctx.threads, ctx.accounts, ctx.normalise);
   /** The thread, or 404 — also when it exists but is secret to this actor. */
   const visibleThread = (req: FastifyRequest, id: string): Promise<ThreadRecord> => access.thread(req.actor, id);
   const visibleMessage = async (req: FastifyRequest, key: string): Promise<StoredMessage> => (await access.message(req.actor, key)).message;
@@ -18,12 +20,21 @@ export function registerThreadRoutes(app: FastifyInstance, ctx: ApiContext): voi
   const threadParam = daemonIdParam('threadId', 't_');
   const messageParam = daemonIdParam('messageKey', 'm_');
 
-  app.get<{ Params: { threadId: string } }>('/v1/threads/:threadId', {
-    schema: { summary: 'A thread with its messages in date order', params: threadParam },
+  app.get<{ Params: { threadId: string }; Querystring: { candidateId?: string } }>('/v1/threads/:threadId', {
+    schema: {
+      summary: 'A thread with its messages in date order; with candidateId, as that candidate\'s profile shows it',
+      params: threadParam,
+      querystring: { type: 'object', additionalProperties: false, properties: { candidateId: { type: 'string', pattern: ID_PATTERN } } },
+    },
   }, async (req) => {
     const t = await visibleThread(req, req.params.threadId);
     const messages = await ctx.threads.threadMessages(t.id);
-    return { ...toThreadSummary(t), secretBy: t.secretBy, messages: messages.map((m) => toApiMessage(m)) };
+    const cid = req.query.candidateId;
+    if (cid === undefined) return { ...toThreadSummary(t), secretBy: t.secretBy, messages: messages.map((m) => toApiMessage(m)) };
+    // the profile's view: the messages removed from it are left out, and the summary is of the rest
+    if (!t.candidateIds.includes(cid)) throw new ApiError('not_found', `Thread ${t.id} is not on the profile of candidate ${cid}.`);
+    const { thread, removed } = await removals.profile(cid, t, messages);
+    return { ...toThreadSummary(thread), secretBy: t.secretBy, messages: messages.filter((m) => !removed.has(m.key)).map((m) => toApiMessage(m)) };
   });
 
   app.put<{ Params: { threadId: string } }>('/v1/threads/:threadId/secret', {

@@ -25,6 +25,11 @@
  * | athr!{normAddr}!{threadId}                  | '' — participant address → threads           |
  * | candthr!{candidateId}!{threadId}            | activity key in candact (for moving it)      |
  * | candact!{candidateId}!{~activity}!{thread}  | '' — candidate's threads, newest first       |
+ * |                                             | (activity: newest message on that profile)   |
+ * | tomb!{candidateId}!{messageKey}             | TombstoneRecord — removed from this profile; |
+ * |                                             | never linked to this candidate again         |
+ * | tombc!{candidateId}                         | '' — this candidate has tombstones (a point  |
+ * |                                             | read keeps the common case free)             |
  * | pend!{idHash}!{userId}!{folder}!{uid}       | PendingRef — untracked mail that referenced  |
  * |                                             | an id, kept a few days for late parents      |
  * | rcn!{userId}!{folder}!{uidValidity}!{uid}   | '' — untracked mail to look at again: its    |
@@ -95,6 +100,9 @@ export const K = {
   candThreadPrefix: (cid: string) => `candthr!${cid}!`,
   candActivity: (cid: string, activity: string, threadId: string) => `candact!${cid}!${invertTime(activity)}!${threadId}`,
   candActivityPrefix: (cid: string) => `candact!${cid}!`,
+  tomb: (cid: string, messageKey: string) => `tomb!${cid}!${messageKey}`,
+  tombPrefix: (cid: string) => `tomb!${cid}!`,
+  tombCandidate: (cid: string) => `tombc!${cid}`,
   pending: (idHash: string, userId: string, folder: string, uid: number) => `pend!${idHash}!${userId}!${esc(folder)}!${pad(uid, 10)}`,
   pendingPrefix: (idHash: string) => `pend!${idHash}!`,
   pendingAll: () => 'pend!',

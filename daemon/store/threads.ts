@@ -7,6 +7,7 @@ import type { PendingRef, SeenIn, StoredMessage, ThreadOrigin, ThreadRecord } fr
 import type { ParsedMessage } from '../mail/parse.js';
 import { toApiMessage } from '../shapes.js';
 import { quarantineRecord, type QuarantineInput } from './quarantine.js';
+import { Tombstones } from './removals.js';
 
 /**
  * Threads and messages: the one place that turns "this message belongs to a tracked thread"
@@ -94,12 +95,15 @@ export class Threads {
   readonly #outbox: Outbox;
   readonly #accounts: Accounts;
   readonly #opts: ThreadsOptions;
+  /** Emails removed from profiles: every way of linking a candidate asks them. */
+  readonly #tombstones: Tombstones;
 
   constructor(store: Store, outbox: Outbox, accounts: Accounts, opts: ThreadsOptions) {
     this.#store = store;
     this.#outbox = outbox;
     this.#accounts = accounts;
     this.#opts = opts;
+    this.#tombstones = new Tombstones(store);
   }
 
   getThread(id: string): Promise<ThreadRecord | undefined> {
@@ -246,12 +250,15 @@ export class Threads {
     });
 
     const candidates = new Set([...(await this.#accounts.candidatesByAddresses(normAddrs)), ...(input.candidateIds ?? [])]);
-    const linked = this.#linkCandidates(thread, candidates);
+    // a message removed from a profile (stored again after a purge) links nowhere it was removed
+    // from, and the event does not name those candidates
+    const removedFrom = await this.#tombstones.removing(msg.key, [...candidates, ...thread.candidateIds]);
+    const linked = this.#linkCandidates(thread, [...candidates].filter((c) => !removedFrom.has(c)));
     await this.#moveActivity(batch, thread);
     batch.put(K.thread(thread.id), thread);
 
     const event = this.#outbox.append(batch, 'message.created', {
-      userId: input.userId, threadId: thread.id, candidateIds: thread.candidateIds, secret: thread.secret,
+      userId: input.userId, threadId: thread.id, candidateIds: thread.candidateIds.filter((c) => !removedFrom.has(c)), secret: thread.secret,
       message: toApiMessage(msg, { withBody: false }),
     }, thread.id);
     for (const cid of linked) this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin, secret: thread.secret }, thread.id);
@@ -280,11 +287,14 @@ export class Threads {
     return added;
   }
 
-  /** Keeps each candidate's "newest activity first" index in step with the thread. */
+  /**
+   * Keeps each candidate's "newest activity first" index in step with the thread: its newest
+   * message on that candidate's profile (the thread's newest unless the candidate removed it).
+   */
   async #moveActivity(batch: WriteBatch, thread: ThreadRecord): Promise<void> {
     for (const cid of thread.candidateIds) {
       const old = await this.#store.get<string>(K.candThread(cid, thread.id));
-      const next = K.candActivity(cid, thread.lastMessageAt, thread.id);
+      const next = K.candActivity(cid, await this.#tombstones.activity(cid, thread, batch), thread.id);
       if (old === next) continue;
       if (old) batch.del(old);
       batch.put(next, '');
@@ -368,7 +378,10 @@ export class Threads {
       if (known.get(mk) === thread.id) continue;
       batch.put(K.matchKey(mk), thread.id).put(K.threadMatchKey(thread.id, mk), '');
     }
-    const linked = this.#linkCandidates(thread, input.candidateIds);
+    // declaring mail a candidate removed does not bring it back to their profile
+    const candidateIds: string[] = [];
+    for (const cid of input.candidateIds) if (!(await this.#tombstones.declarationRemoved(cid, thread.id, input.matchKeys, batch))) candidateIds.push(cid);
+    const linked = this.#linkCandidates(thread, candidateIds);
     await this.#moveActivity(batch, thread);
     batch.put(K.thread(thread.id), thread);
     for (const cid of linked) this.#outbox.append(batch, 'thread.linked', { threadId: thread.id, candidateId: cid, origin: thread.origin, secret: thread.secret }, thread.id);
@@ -377,13 +390,11 @@ export class Threads {
 
   /**
    * Whether a message may be linked to a candidate: the one place imports and links ask, so a
-   * message removed from a candidate's profile (or hidden from the acting user) is not brought
-   * back. Every message may be linked until removals exist.
+   * message removed from a candidate's profile (DELETE /v1/candidates/{id}/messages/{key}) is
+   * not brought back.
    */
   async mayLink(candidateId: string, messageKey: string): Promise<boolean> {
-    void candidateId;
-    void messageKey;
-    return true;
+    return !(await this.#tombstones.has(candidateId, messageKey));
   }
 
   /** Links a thread to a candidate (with its thread.linked event); false when it already was. */
@@ -410,6 +421,8 @@ export class Threads {
       for (const id of threadIds) {
         const thread = await this.getThread(id);
         if (!thread || thread.candidateIds.includes(cid)) continue;
+        // every message of it was removed from this candidate's profile: it stays off
+        if (await this.#tombstones.removedWhole(cid, thread, batch)) continue;
         this.#linkCandidates(thread, [cid]);
         await this.#moveActivity(batch, thread);
         batch.put(K.thread(thread.id), thread);
