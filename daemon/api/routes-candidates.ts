@@ -3,6 +3,7 @@ import { ApiError } from '../errors.js';
 import { toThreadSummary } from '../shapes.js';
 import { Removals } from '../store/removals.js';
 import { ThreadAccess } from './acl.js';
+import { auditActor } from './routes-audit.js';
 import { candidateBody, daemonIdParam, idParam, pageQuery } from './schemas.js';
 import type { ApiContext } from './server.js';
 
@@ -72,7 +73,14 @@ export function registerCandidateRoutes(app: FastifyInstance, ctx: ApiContext): 
     },
   }, async (req, reply) => {
     const { candidateId, messageKey } = req.params;
-    const outcome = await removals.remove(candidateId, messageKey, { visible: (t) => access.canSee(req.actor, t), by: req.actor.userId });
+    // audited in the batch of the removal; a repeat changes nothing and records nothing
+    const outcome = await removals.remove(candidateId, messageKey, {
+      visible: (t) => access.canSee(req.actor, t),
+      by: req.actor.userId,
+      alsoWrite: (batch, o) => ctx.audit.record(batch, {
+        action: 'message.removed', actor: auditActor(req), target: { candidateId, messageKey, threadId: o.threadId }, details: { threadUnlinked: o.unlinked },
+      }),
+    });
     if (outcome.status === 'not_found') {
       // a message in a thread secret to the actor reads exactly as a message that does not exist
       const message = {

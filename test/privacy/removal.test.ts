@@ -114,8 +114,17 @@ t.test('removing an email from a profile', async (t) => {
     t.equal((await read(A, '?candidateId=c3')).body.messages.length, 3);
   });
 
+  const audit = async () => (await d.api<{ entries: Array<{ action: string; actor: { userId: string | null }; target: Record<string, string>; details?: Record<string, unknown> }> }>('GET', '/v1/audit?limit=1000', { actingUser: 'boss', role: 'admin' })).body.entries.filter((e) => e.action === 'message.removed');
+
+  await t.test('the removal is in the audit log, by id only', async (t) => {
+    const entries = await audit();
+    t.equal(entries.length, 1);
+    t.same([entries[0]!.actor.userId, entries[0]!.target, entries[0]!.details], [null, { candidateId: 'c1', messageKey: keys.a2, threadId: A }, { threadUnlinked: false }]);
+  });
+
   await t.test('a repeated removal answers 204 again and changes nothing', async (t) => {
     t.equal((await del('c1', keys.a2)).status, 204);
+    t.equal((await audit()).length, 1, 'nothing more in the audit log');
     t.same((await walk(d, 'c1', 50)).threads.map((x) => [topic(x), x.messageCount]), [['Interview B', 2], ['Interview C', 2], ['Interview A', 2]]);
   });
 
@@ -129,6 +138,7 @@ t.test('removing an email from a profile', async (t) => {
     t.same((await read(C)).body.candidateIds.sort(), ['c3'], 'the thread is linked to c3 only');
     t.equal((await read(C, '?candidateId=c1')).status, 404, 'not on c1\'s profile');
     t.equal((await del('c1', keys.c1)).status, 204, 'repeating a removal of an unlinked thread: 204');
+    t.same((await audit()).map((e) => [e.target.messageKey, e.details?.threadUnlinked]), [[keys.a2, false], [keys.c0, false], [keys.c1, true]], 'the audit says when a thread left the profile');
     t.equal((await walk(d, 'c3', 50)).threads.length, 3);
   });
 
@@ -141,7 +151,9 @@ t.test('removing an email from a profile', async (t) => {
     t.same(Object.keys(hidden.body as object), Object.keys(missing.body as object));
     t.equal((await read(B, '?candidateId=c1', 'u2')).status, 404);
     t.equal((await walk(d, 'c1', 50, 'u1')).threads.find((x) => x.id === B)?.messageCount, 2, 'nothing was removed');
+    t.equal((await audit()).length, 3, 'a refused removal leaves no audit entry');
     t.equal((await del('c1', keys.b1, 'u1')).status, 204, 'the one who made it secret may remove it');
+    t.same((await audit()).at(-1)!.actor.userId, 'u1', 'the audit names the acting user');
     t.same((await walk(d, 'c1', 50, 'u1')).threads.find((x) => x.id === B)?.messageCount, 1);
     t.equal((await d.api('DELETE', `/v1/threads/${B}/secret`, { actingUser: 'u1' })).status, 204);
   });
