@@ -28,6 +28,7 @@ import { registerEventRoutes } from './routes-events.js';
 import { registerAdminRoutes } from './routes-admin.js';
 import { registerStatusRoutes } from './routes-status.js';
 import { registerAuditRoutes } from './routes-audit.js';
+import { AuthFailureLimiter } from './auth-limiter.js';
 import type { Audit } from '../store/audit.js';
 
 export interface ApiContext {
@@ -116,6 +117,7 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: ctx.log.child({ component: 'api' }) as FastifyBaseLogger,
     bodyLimit: ctx.config.api.bodyLimitBytes,
+    trustProxy: ctx.config.api.trustProxy,
     // ids are up to 128 characters and message keys longer; over-long ones must reach the
     // schema (400 naming the problem) instead of fastify's default 100-character 404
     routerOptions: { maxParamLength: 512 },
@@ -148,14 +150,32 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   app.decorateRequest('actor', null as unknown as Actor);
   app.decorateRequest('client', '');
 
-  app.addHook('onRequest', async (req) => {
-    if (!needsToken(req)) return;
-    const token = bearer(req);
-    if (!token || !tokenMatches(token, ctx.config.api.tokens)) {
-      ctx.metrics.apiAuthFailures.inc();
-      throw new ApiError('unauthorized', 'A valid bearer token is required (Authorization: Bearer <token>).');
+  const limiter = new AuthFailureLimiter({ maxFailures: ctx.config.api.authFailures.maxFailures, windowMs: ctx.config.api.authFailures.windowSeconds * 1000 });
+  /** Refuses an address that failed too often, before its token is even looked at. */
+  const checkBlocked = (req: FastifyRequest, reply: FastifyReply) => {
+    const ms = limiter.blockedFor(req.ip);
+    if (!ms) return;
+    const seconds = Math.ceil(ms / 1000);
+    reply.header('retry-after', String(seconds));
+    throw new ApiError('rate_limited', `Too many failed authentications from this address: try again in ${seconds} s.`);
+  };
+  const authFailed = (req: FastifyRequest, message: string): never => {
+    ctx.metrics.apiAuthFailures.inc();
+    const blockedMs = limiter.fail(req.ip);
+    if (blockedMs) {
+      ctx.metrics.apiAuthBlocks.inc();
+      req.log.warn({ remoteAddress: req.ip, blockedSeconds: Math.ceil(blockedMs / 1000) }, 'too many failed authentications: address refused for a while');
     }
-    req.client = tokenId(ctx.store, token);
+    throw new ApiError('unauthorized', message);
+  };
+
+  app.addHook('onRequest', async (req, reply) => {
+    if (!needsToken(req)) return;
+    checkBlocked(req, reply);
+    const token = bearer(req);
+    if (!token || !tokenMatches(token, ctx.config.api.tokens)) authFailed(req, 'A valid bearer token is required (Authorization: Bearer <token>).');
+    const given = token as string;
+    req.client = tokenId(ctx.store, given);
     const actingUser = req.headers['x-acting-user'];
     const actingRole = req.headers['x-acting-role'];
     if (actingUser !== undefined && (typeof actingUser !== 'string' || !ID_RE.test(actingUser))) {
@@ -222,8 +242,9 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   });
   app.get('/metrics', { schema: { hide: true } }, async (req, reply) => {
     if (ctx.config.api.metricsToken) {
+      checkBlocked(req, reply);
       const token = bearer(req);
-      if (!token || !tokenMatches(token, [ctx.config.api.metricsToken])) throw new ApiError('unauthorized');
+      if (!token || !tokenMatches(token, [ctx.config.api.metricsToken])) authFailed(req, 'A valid bearer token is required for /metrics (api.metricsToken).');
     }
     reply.header('content-type', ctx.metrics.registry.contentType);
     return ctx.metrics.registry.metrics();

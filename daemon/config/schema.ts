@@ -24,6 +24,17 @@ export const schema = {
     },
     bodyLimitBytes: { doc: 'Largest request body the API accepts; larger ones get 413 payload_too_large.', format: 'nat', default: 1_048_576 },
     metricsToken: { doc: 'When set, GET /metrics requires this bearer token; empty leaves /metrics open (it holds no mail content).', format: String, default: '', sensitive: true },
+    authFailures: {
+      maxFailures: {
+        doc: 'Failed authentications (missing or wrong bearer token on /v1 or /metrics) from one remote address within windowSeconds after which that address gets 429 rate_limited, with Retry-After, for windowSeconds — also with a correct token. Successful requests are not counted. 0 turns the limit off.',
+        format: 'nat', default: 10,
+      },
+      windowSeconds: { doc: 'The window in which failures are counted, and how long an address that reached maxFailures is refused.', format: 'nat', default: 60 },
+    },
+    trustProxy: {
+      doc: 'Take the client address from X-Forwarded-For (set it when a reverse proxy you run sits in front of the API). Off: the address is the TCP peer, so behind a proxy every client shares the proxy\'s address and its auth failure limit.',
+      format: 'boolean', default: false,
+    },
   },
   store: {
     path: { doc: 'Directory of the LevelDB store. Back it up; it holds the threads, the sync state and the outbox.', format: String, default: './data' },

@@ -44,6 +44,7 @@ export class Metrics {
   readonly relayQueueDepth: client.Gauge;
   // ---- api ----
   readonly apiAuthFailures: client.Counter;
+  readonly apiAuthBlocks: client.Counter;
   readonly relayMessages: client.Counter;
   readonly relaySubmissions: client.Counter;
   readonly intakeMessages: client.Counter;
@@ -94,6 +95,7 @@ export class Metrics {
       },
     });
     this.apiAuthFailures = new client.Counter({ name: 'mailsync_api_auth_failures_total', help: 'Requests refused for a missing or wrong token', registers });
+    this.apiAuthBlocks = new client.Counter({ name: 'mailsync_api_auth_blocks_total', help: 'Remote addresses refused for a while (429) after too many failed authentications', registers });
     this.relayMessages = new client.Counter({ name: 'mailsync_relay_messages_total', help: 'Relay send attempts by outcome: sent, failed (for good), deferred (retried later)', labelNames: ['outcome'], registers });
     this.relaySubmissions = new client.Counter({ name: 'mailsync_relay_submissions_total', help: 'Messages offered on the submission listener: accepted or refused', labelNames: ['outcome'], registers });
     this.intakeMessages = new client.Counter({ name: 'mailsync_intake_messages_total', help: 'Messages received on the limited-sync intake: stored, duplicate, dropped (no tracked thread, not stored), unattributed, refused', labelNames: ['outcome'], registers });
