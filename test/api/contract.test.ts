@@ -18,7 +18,9 @@ function assertError(t: Test, res: { status: number; body: unknown; raw: Buffer 
 }
 
 t.test('API contract: authentication, acting user, validation', async (t) => {
-  const d = await startDaemon(t, { overrides: { api: { tokens: [TOKEN, 'second-token-for-rotation'] } } });
+  // these probes fail authentication on purpose, many times: the per-address limit (tested in
+  // security.test.ts) would answer 429 to the later ones
+  const d = await startDaemon(t, { overrides: { api: { tokens: [TOKEN, 'second-token-for-rotation'], authFailures: { maxFailures: 0 } } } });
   await d.api('PUT', '/v1/users/u1', { body: { email: 'robin@example.com', name: 'Robin' } });
   await d.api('PUT', '/v1/users/u2', { body: { email: 'sam@example.com' } });
 
