@@ -49,7 +49,7 @@ t.test('secret threads: the ACL matrix', async (t) => {
     for (const probe of probes) {
       for (const actor of ACTORS) {
         await t.test(`${phase} · ${probe.path} [${probe.variant}] · ${actor.label}`, async (t) => {
-          const res = await ask(actor, probe.first(actor));
+          const res = await ask(actor, await probe.first(actor));
           if (actor.roleWithoutUser) {
             t.equal(res.status, 400, 'a role without a user: 400');
             t.match(res.body, { error: { code: 'invalid_request', message: /X-Acting-User/ } }, 'the error names the missing header');

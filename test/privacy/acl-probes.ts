@@ -14,7 +14,8 @@ export type Res = { status: number; body: unknown; headers: Headers; raw: Buffer
 export interface Probe {
   path: string;
   variant: string;
-  first: (a: Actor) => Req;
+  /** The first request (after any setup it needs, made as an admin). */
+  first: (a: Actor) => Req | Promise<Req>;
   /** Asserts the answer (and may ask more, e.g. the following pages). */
   check: (res: Res, a: Actor, secret: boolean, t: Test) => Promise<void>;
 }
@@ -50,6 +51,31 @@ export function buildProbes(w: World, ask: (a: Actor, req: Req) => Promise<Res>,
     const b = res.body as Body & { messages: unknown[] };
     t.equal(res.status, 200, 'thread: 200');
     t.same([b.id, b.secret, b.messages.length], [T, secret, w.t.keys.length], 'thread: T with all its messages');
+  });
+
+  add('GET /v1/threads/{id}?candidateId=', 'T on c1', () => ({ method: 'GET', url: `/v1/threads/${T}?candidateId=c1` }), async (res, a, secret, t) => {
+    if (!sees(a, secret)) return asMissing(t, res, 'thread', T, ABSENT_THREAD, 'thread on a profile');
+    t.equal(res.status, 200, 'thread on a profile: 200');
+    t.same([(res.body as Body).id, (res.body as Body).secret], [T, secret], 'thread on a profile: T');
+  });
+
+  // each cell on a fresh candidate linked to T, so removals made by one cell leave the others alone
+  let removalCandidate = '';
+  add('DELETE /v1/candidates/{id}/messages/{key} (removal)', 'first message of T', async () => {
+    removalCandidate = `acl-rm-${++counter.put}`;
+    const put = await admin({ method: 'PUT', url: `/v1/candidates/${removalCandidate}`, body: { emails: [CANDIDATES.c1] } });
+    if (put.status !== 200) throw new Error(`setup of ${removalCandidate}: ${put.status}`);
+    return { method: 'DELETE', url: `/v1/candidates/${removalCandidate}/messages/${w.t.first.key}` };
+  }, async (res, a, secret, t) => {
+    if (sees(a, secret)) {
+      t.equal(res.status, 204, 'removal: 204');
+      return;
+    }
+    const miss = await admin({ method: 'DELETE', url: `/v1/candidates/${removalCandidate}/messages/${ABSENT_MESSAGE}` });
+    t.equal(res.status, 404, 'removal from a hidden thread: 404');
+    t.same(res.body, JSON.parse(JSON.stringify(miss.body).split(ABSENT_MESSAGE).join(w.t.first.key)), 'removal: the same answer as for a message that does not exist');
+    const still = await admin({ method: 'GET', url: `/v1/threads/${T}?candidateId=${removalCandidate}` });
+    t.equal((still.body as { messages: unknown[] }).messages?.length, w.t.keys.length, 'removal: nothing was removed');
   });
 
   for (const key of w.t.keys) {
