@@ -42,3 +42,25 @@ export function deliverToMaildir(mailRoot: string, user: string, folder: string,
   // cur/ with the S flag for mail that was already read (Sent copies), new/ otherwise
   fs.renameSync(tmp, opts.seen ? path.join(base, 'cur', `${name}:2,S`) : path.join(base, 'new', name));
 }
+
+/**
+ * Every message file of a Dovecot user's Maildir, per folder, as `cur|new/<file name> <sha256>`.
+ * The file name carries the message's flags (`:2,FS`), so two equal digests mean the same
+ * messages with the same bytes and the same flags: what "the mailbox was not changed" means,
+ * read from the disk rather than through IMAP. Dovecot's own index and UID list are left out.
+ */
+export function maildirDigest(mailRoot: string, user: string): Record<string, string[]> {
+  const root = path.join(mailRoot, user, 'Maildir');
+  const out: Record<string, string[]> = {};
+  const folders = ['', ...fs.readdirSync(root).filter((f) => f.startsWith('.') && fs.statSync(path.join(root, f)).isDirectory())];
+  for (const folder of folders) {
+    const files: string[] = [];
+    for (const sub of ['cur', 'new']) {
+      const dir = path.join(root, folder, sub);
+      if (!fs.existsSync(dir)) continue;
+      for (const name of fs.readdirSync(dir)) files.push(`${sub}/${name} ${crypto.createHash('sha256').update(fs.readFileSync(path.join(dir, name))).digest('hex')}`);
+    }
+    out[folder === '' ? 'INBOX' : folder.slice(1)] = files.sort();
+  }
+  return out;
+}
