@@ -174,6 +174,7 @@ export class WebhookDispatcher {
   }
 
   async #deliver(event: EventRecord): Promise<void> {
+    this.#outbox.refresh(event); // an erasure may have rewritten it since it was loaded
     const body = JSON.stringify({ id: event.id, type: event.type, createdAt: event.createdAt, data: event.data });
     const started = performance.now();
     const error = await this.#client.post(body, {

@@ -40,13 +40,15 @@ export interface BackupManifest extends BackupHeader {
 }
 
 export async function* backupLines(store: Store): AsyncGenerator<string> {
-  // created first, synchronously: this is the moment the backup shows
+  // the database stays open (an erasure's reopening waits) while the iterator reads
+  const release = await store.hold();
+  // created right after: this is the moment the backup shows
   const iterator = store.db.iterator({ keyEncoding: 'utf8', valueEncoding: 'buffer' });
   const header: BackupHeader = { format: FORMAT, version: FORMAT_VERSION, createdAt: new Date().toISOString(), keyCheck: store.idHasher.hash(KEY_CHECK_INPUT) };
-  yield `${JSON.stringify(header)}\n`;
   const hash = crypto.createHash('sha256');
   let entries = 0;
   try {
+    yield `${JSON.stringify(header)}\n`;
     for await (const [key, value] of iterator) {
       const line = `${JSON.stringify([key, value.toString('base64')])}\n`;
       hash.update(line);
@@ -55,6 +57,7 @@ export async function* backupLines(store: Store): AsyncGenerator<string> {
     }
   } finally {
     await iterator.close();
+    release();
   }
   yield `${JSON.stringify({ end: true, entries, sha256: hash.digest('hex') })}\n`;
 }

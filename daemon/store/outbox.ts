@@ -13,6 +13,13 @@ export class Outbox {
   #instance = '';
   readonly #listeners = new Set<() => void>();
   readonly #push: boolean;
+  /**
+   * Events whose data an erasure rewrote, with their data now. A copy read before (the webhook
+   * dispatcher keeps the events it is delivering in memory) must not write or send the old data.
+   */
+  readonly #rewritten = new Map<number, Record<string, unknown>>();
+  /** Writes of whole event records, one after the other (see `writeRewrites`). */
+  #writes: Promise<unknown> = Promise.resolve();
 
   /** `push`: whether events are queued for webhook delivery (webhooks.url set). */
   constructor(store: Store, opts: { push: boolean }) {
@@ -101,18 +108,58 @@ export class Outbox {
     return this.#store.getMany<EventRecord>(seqs.map((s) => K.event(s)));
   }
 
+  /**
+   * Announces that these events' data is about to be replaced (a data-protection erasure):
+   * from now on, state updates of copies read before write the new data, and a delivery not
+   * yet sent sends it. `writeRewrites` then stores it.
+   */
+  stageRewrites(rewrites: Map<number, Record<string, unknown>>): void {
+    for (const [seq, data] of rewrites) this.#rewritten.set(seq, data);
+  }
+
+  /**
+   * Writes `batch` with the staged data of these events put into their current records (id,
+   * type, time, order key and delivery state kept). Runs between delivery-state updates, never
+   * alongside one, so neither overwrites the other with an old copy.
+   */
+  writeRewrites(batch: WriteBatch, seqs: Iterable<number>): Promise<void> {
+    return this.#serial(async () => {
+      const list = [...seqs];
+      const current = await this.getMany(list);
+      current.forEach((event) => {
+        if (event) batch.put(K.event(event.seq), this.refresh(event));
+      });
+      await batch.write();
+    });
+  }
+
+  /** Brings a copy of an event read earlier up to date with an erasure that rewrote it since. */
+  refresh(event: EventRecord): EventRecord {
+    const data = this.#rewritten.get(event.seq);
+    if (data) event.data = data;
+    return event;
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#writes.then(fn, fn);
+    this.#writes = run.catch(() => undefined);
+    return run;
+  }
+
   async update(event: EventRecord): Promise<void> {
     await this.updateMany([event]);
   }
 
   /** Records the state of several events in one write (delivery outcomes). */
-  async updateMany(events: EventRecord[]): Promise<void> {
-    const batch = this.#store.batch();
-    for (const event of events) {
-      batch.put(K.event(event.seq), event);
-      if (event.status !== 'pending' || !this.#push) batch.del(K.eventQueue(event.seq));
-      else batch.put(K.eventQueue(event.seq), '');
-    }
-    await batch.write();
+  updateMany(events: EventRecord[]): Promise<void> {
+    return this.#serial(async () => {
+      const batch = this.#store.batch();
+      for (const event of events) {
+        batch.put(K.event(event.seq), this.refresh(event));
+        if (event.status !== 'pending' || !this.#push) batch.del(K.eventQueue(event.seq));
+        else batch.put(K.eventQueue(event.seq), '');
+      }
+      await batch.write();
+    });
   }
 }

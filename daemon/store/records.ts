@@ -155,7 +155,8 @@ export type EventType =
   | 'mailbox.state_changed'
   | 'import.finished'
   | 'message.sent'
-  | 'message.failed';
+  | 'message.failed'
+  | 'candidate.erased';
 
 /** `not_pushed`: no webhook URL was configured when it was recorded; the change feed has it. */
 export type EventStatus = 'pending' | 'delivered' | 'failed' | 'not_pushed';

@@ -49,7 +49,7 @@ export class WriteBatch {
   }
 
   async write(): Promise<void> {
-    if (this.ops.length) await this.#store.db.batch(this.ops);
+    if (this.ops.length) await this.#store.writeOps(this.ops);
     for (const fn of this.afterWrite.splice(0)) fn();
   }
 }
@@ -61,6 +61,10 @@ export class Store {
   readonly idHasher: IdHasher;
   readonly #encryptContent: boolean;
   #lock: Promise<unknown> = Promise.resolve();
+  /** Set while the database is closed and opened again (see `purgeDeleted`); operations wait for it. */
+  #reopening: Promise<void> | null = null;
+  /** Reads and writes running against the open database, and long holds (a backup's iterator). */
+  readonly #busy = new Set<Promise<unknown>>();
 
   private constructor(opts: StoreOptions) {
     fs.mkdirSync(opts.path, { recursive: true, mode: 0o700 });
@@ -92,10 +96,11 @@ export class Store {
   }
 
   get isOpen(): boolean {
-    return this.db.status === 'open';
+    return this.db.status === 'open' || this.#reopening !== null;
   }
 
   async close(): Promise<void> {
+    while (this.#reopening) await this.#reopening;
     if (this.db.status === 'open' || this.db.status === 'opening') await this.db.close();
   }
 
@@ -135,16 +140,19 @@ export class Store {
   // round trip that, on a busy machine, reaches milliseconds — and read-modify-write changes
   // hold the store lock across several reads.
   async get<T>(key: string): Promise<T | undefined> {
+    if (this.#reopening) await this.#whileReopening();
     const v = this.db.getSync(key);
     return v === undefined ? undefined : this.decode<T>(v);
   }
 
   async getBytes(key: string): Promise<Buffer | undefined> {
+    if (this.#reopening) await this.#whileReopening();
     const v = this.db.getSync(key);
     return v === undefined ? undefined : this.decodeBytes(v);
   }
 
   async getMany<T>(keys: string[]): Promise<Array<T | undefined>> {
+    if (this.#reopening) await this.#whileReopening();
     return keys.map((k) => {
       const v = this.db.getSync(k);
       return v === undefined ? undefined : this.decode<T>(v);
@@ -152,24 +160,60 @@ export class Store {
   }
 
   async has(key: string): Promise<boolean> {
+    if (this.#reopening) await this.#whileReopening();
     return this.db.getSync(key) !== undefined;
   }
 
   /** Keys under a prefix, in order. */
   async keys(prefix: string, opts: { limit?: number; after?: string; reverse?: boolean } = {}): Promise<string[]> {
     const range = { gt: opts.after && opts.after > prefix ? opts.after : prefix, lt: prefix + HIGH, limit: opts.limit ?? -1, reverse: opts.reverse ?? false };
+    if (this.#reopening) await this.#whileReopening();
     // all(): one read of the whole range instead of one per key (each a thread-pool round trip)
-    return this.db.keys(range).all();
+    return this.#track(this.db.keys(range).all());
   }
 
   /** Entries under a prefix, decoded. */
   async entries<T>(prefix: string, opts: { limit?: number; after?: string } = {}): Promise<Array<[string, T]>> {
     const range = { gt: opts.after && opts.after > prefix ? opts.after : prefix, lt: prefix + HIGH, limit: opts.limit ?? -1 };
-    return (await this.db.iterator(range).all()).map(([key, value]): [string, T] => [key, this.decode<T>(value)]);
+    if (this.#reopening) await this.#whileReopening();
+    return (await this.#track(this.db.iterator(range).all())).map(([key, value]): [string, T] => [key, this.decode<T>(value)]);
   }
 
   batch(): WriteBatch {
     return new WriteBatch(this);
+  }
+
+  /** Writes a batch's operations (WriteBatch.write). */
+  async writeOps(ops: Op[]): Promise<void> {
+    if (this.#reopening) await this.#whileReopening();
+    await this.#track(this.db.batch(ops));
+  }
+
+  /**
+   * Keeps the database open (not reopened by `purgeDeleted`) until the returned function is
+   * called: for a reader that holds an iterator across awaits, such as a backup. An open
+   * iterator also keeps the values it can see alive in the files, so a purge waits for it.
+   */
+  async hold(): Promise<() => void> {
+    if (this.#reopening) await this.#whileReopening();
+    let release!: () => void;
+    this.#track(new Promise<void>((r) => (release = r)));
+    return release;
+  }
+
+  async #whileReopening(): Promise<void> {
+    while (this.#reopening) await this.#reopening;
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#busy.add(p);
+    void p.then(() => this.#busy.delete(p), () => this.#busy.delete(p));
+    return p;
+  }
+
+  /** Resolves once every read, write and hold that started before the call has ended. */
+  async #drain(): Promise<void> {
+    await Promise.allSettled([...this.#busy]);
   }
 
   /**
@@ -189,7 +233,10 @@ export class Store {
    */
   flush(): Promise<void> {
     if (!this.#flushing) {
-      this.#flushing = this.db.put(K.flush(), this.encode(K.flush(), 0), { sync: true }).finally(() => {
+      this.#flushing = (async () => {
+        if (this.#reopening) await this.#whileReopening();
+        await this.#track(this.db.put(K.flush(), this.encode(K.flush(), 0), { sync: true }));
+      })().finally(() => {
         this.#flushing = null;
       });
       return this.#flushing;
@@ -220,4 +267,71 @@ export class Store {
     const db = this.db as unknown as { compactRange?: (a: string, b: string) => Promise<void> };
     if (db.compactRange) await db.compactRange('', HIGH);
   }
+
+  /**
+   * Writes LevelDB's in-memory table out to a table file and starts a new write-ahead log.
+   * Call right before a batch that deletes or overwrites values that must leave the files: see
+   * `purgeDeleted` for why the old values must not share a table file with their deletions.
+   */
+  async flushMemtable(): Promise<void> {
+    if (this.#reopening) await this.#whileReopening();
+    // a compaction of an empty range: LevelDB writes the memtable out first, and finds no file
+    await this.#track(this.#compactRange(EMPTY_RANGE, EMPTY_RANGE));
+  }
+
+  /**
+   * Makes values deleted or overwritten so far leave the database's files, not only its view
+   * (a data-protection erasure). LevelDB keeps them on disk until compactions merge them with
+   * their deletions, and keeps keys in two more places: the MANIFEST (the first and last key
+   * of every table file it ever listed) and the LOG (a manual compaction names the key it
+   * stopped at). So, in this order:
+   *
+   * 1. wait for reads and holds that started earlier: an open iterator's snapshot keeps the
+   *    values it sees alive through a compaction;
+   * 2. compact the whole key range: the memtable goes to a table file and the write-ahead log
+   *    holding the deletions is dropped, then every level is merged down into the deepest one,
+   *    and each old value meets its deletion and is dropped. A compaction never rewrites a file
+   *    of the deepest level on its own, so a value and its deletion written out in the same
+   *    file there would both stay: `flushMemtable` before the deleting batch prevents that
+   *    (the deletion then lands in a newer file above the value);
+   * 3. close and open the database twice: opening writes a fresh MANIFEST listing only the
+   *    current files, and starts a new LOG (the previous one becomes LOG.old, replaced by the
+   *    short LOG of the first reopening at the second).
+   *
+   * Reads and writes made meanwhile wait while the database reopens (milliseconds); the
+   * compaction costs about as much as rewriting the store once.
+   */
+  async purgeDeleted(): Promise<void> {
+    if (this.#reopening) await this.#whileReopening();
+    await this.#drain();
+    await this.#compactRange(FIRST_KEY, LAST_KEY);
+    await this.reopen();
+    await this.reopen();
+  }
+
+  #compactRange(from: string, to: string): Promise<void> {
+    // classic-level has it; the `level` package's types leave it out
+    return (this.db as unknown as { compactRange: (a: string, b: string) => Promise<void> }).compactRange(from, to);
+  }
+
+  /** Closes and opens the database again; operations arriving meanwhile wait. */
+  async reopen(): Promise<void> {
+    while (this.#reopening) await this.#reopening;
+    let done!: () => void;
+    this.#reopening = new Promise<void>((r) => (done = r));
+    try {
+      await this.#drain();
+      await this.db.close();
+      await this.db.open();
+    } finally {
+      this.#reopening = null;
+      done();
+    }
+  }
 }
+
+/** Sorts before every key (all start with a lower-case prefix) and after every key. */
+const FIRST_KEY = '\x00';
+const LAST_KEY = '\uffff';
+/** A range that holds no key. */
+const EMPTY_RANGE = '\x00';
