@@ -9,6 +9,7 @@ import { Accounts } from './store/accounts.js';
 import { Threads } from './store/threads.js';
 import { Quarantine } from './store/quarantine.js';
 import { Audit } from './store/audit.js';
+import { CandidateErasure } from './store/erasure.js';
 import { normaliseAddress } from './threads/addresses.js';
 import { isAtsDomainId } from './threads/matching.js';
 import { Ingestor } from './sync/ingestor.js';
@@ -50,6 +51,7 @@ export interface DaemonParts {
   logins: MailboxLogins;
   imports: ImportRunner;
   audit: Audit;
+  erasure: CandidateErasure;
 }
 
 export interface DaemonOptions {
@@ -138,8 +140,13 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
       store, outbox, accounts, threads, ingestor, normalise, log: log.child({ component: 'import' }),
       withConnection: (userId, task) => sync.withConnection(userId, task), batchSize: s.fetchBatchSize, maxRawBytes: config.store.maxRawBytes,
     });
-    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins, imports, quarantine, audit, relayQueueDepth: () => relay.queue.depth, relay: relay.queue });
-    parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, relay, logins, imports, audit };
+    const erasure = new CandidateErasure({
+      store, outbox, accounts, audit, normalise,
+      holdImports: (cid) => imports.holdCandidate(cid),
+      holdRelay: (threadIds) => relay.queue.withhold(threadIds),
+    });
+    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins, imports, quarantine, audit, erasure, relayQueueDepth: () => relay.queue.depth, relay: relay.queue });
+    parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, relay, logins, imports, audit, erasure };
     const sup = supervisor;
     metrics.readFrom({
       mailboxStates: () => mailboxStateCounts(accounts),
@@ -162,6 +169,11 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
     apiUrl = typeof addr === 'object' && addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : '';
     await supervisor.start();
     await imports.start();
+    // an erasure interrupted before LevelDB's files were rewritten: finish it, in the background
+    void erasure.start().then(
+      (resumed) => resumed && log.info('the store files were rewritten after an interrupted erasure'),
+      (err: unknown) => log.error({ err }, 'rewriting the store files after an interrupted erasure failed; it is tried again on the next start'),
+    );
     ready = true;
     log.info({ api: apiUrl, store: config.store.path, apiTokens: config.api.tokens.map((t) => tokenId(store, t)), webhooks: w.url ? 'push' : 'feed only', mailboxes: supervisor.size, smtp: relay.ports, relayQueued: relay.queue.depth }, 'mailsync started');
   }
@@ -178,6 +190,7 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
         ['sync', () => parts!.supervisor.stop()],
         ['imports', () => parts!.imports.stop()],
         ['webhooks', async () => parts!.dispatcher?.stop()],
+        ['erasure', async () => parts!.erasure.stop()],
         ['store', () => parts!.store.close()],
       ];
       for (const [name, step] of steps) {

@@ -78,6 +78,7 @@ export function registerImportRoutes(app: FastifyInstance, ctx: ApiContext): voi
     try {
       thread = await ctx.imports.link(req.body.userId, candidateId, req.body.messageId.trim());
     } catch (err) {
+      if ((err as { code?: string }).code === 'CANDIDATE_ERASED') throw new ApiError('not_found', `No candidate ${candidateId}.`);
       throw new ApiError('unavailable', `The mailbox cannot be searched now: ${(err as Error).message}`);
     }
     if (!thread || !access.canSee(req.actor, thread)) throw new ApiError('not_found', `No message ${req.body.messageId} in the mailbox of ${req.body.userId}.`);

@@ -29,6 +29,8 @@ import { registerAdminRoutes } from './routes-admin.js';
 import { registerStatusRoutes } from './routes-status.js';
 import { registerAuditRoutes } from './routes-audit.js';
 import { AuthFailureLimiter } from './auth-limiter.js';
+import { registerErasureRoutes } from './routes-erasure.js';
+import type { CandidateErasure } from '../store/erasure.js';
 import type { Audit } from '../store/audit.js';
 
 export interface ApiContext {
@@ -51,6 +53,8 @@ export interface ApiContext {
   quarantine: Quarantine;
   /** The audit log of privacy actions, written in the batch of each change. */
   audit: Audit;
+  /** Data-protection erasures of candidates. */
+  erasure: CandidateErasure;
   /** Fresh IMAP logins (OAuth2 tokens refreshed), for `mailsync doctor` through the API; `forget` on revocation. */
   logins?: { login(userId: string, protocol: 'imap'): Promise<{ auth: LoginAuth }>; forget(userId: string): void };
   /** The relay's queue, when the relay runs: a revocation fails the messages that would go out with the user's login. */
@@ -260,5 +264,6 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   registerImportRoutes(app, ctx);
   registerQuarantineRoutes(app, ctx);
   registerAuditRoutes(app, ctx);
+  registerErasureRoutes(app, ctx);
   return app;
 }

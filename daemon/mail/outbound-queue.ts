@@ -54,6 +54,9 @@ export class OutboundQueue {
   readonly #ready: string[] = [];
   readonly #inFlight = new Map<string, Promise<void>>();
   readonly #inFlightUsers = new Map<string, string>();
+  readonly #inFlightThreads = new Map<string, string>();
+  /** Threads whose messages are held back while their candidate is erased, with how many holds each. */
+  readonly #withheld = new Map<string, number>();
   /** Users whose consent was revoked while one of their messages was in flight: it is not retried. */
   readonly #revoked = new Map<string, string>();
   readonly #transports = new Map<string, { transport: SmtpTransport; lastUsed: number }>();
@@ -116,7 +119,7 @@ export class OutboundQueue {
       const entry = this.#entries.get(id);
       if (!entry) continue;
       const due = entry.nextAttemptAt ? Date.parse(entry.nextAttemptAt) : 0;
-      if (due > now) {
+      if (this.#withheld.has(entry.threadId) || due > now) {
         later.push(id);
         nextDue = Math.min(nextDue, due);
         continue;
@@ -127,11 +130,13 @@ export class OutboundQueue {
         .finally(() => {
           this.#inFlight.delete(id);
           this.#inFlightUsers.delete(id);
+          this.#inFlightThreads.delete(id);
           this.#observeDepth();
           this.#pump();
         });
       this.#inFlight.set(id, p);
       this.#inFlightUsers.set(id, entry.userId);
+      this.#inFlightThreads.set(id, entry.threadId);
     }
     this.#ready.push(...later);
     for (const id of this.#ready) {
@@ -306,6 +311,36 @@ export class OutboundQueue {
     }
     this.#observeDepth();
     return mine.length;
+  }
+
+  /**
+   * A candidate is being erased: messages of these threads are not sent until the returned
+   * function is called, and this resolves once none of them is in flight. On release, a message
+   * whose bytes are gone (the erasure deleted its queue entry) leaves the queue without an
+   * outcome event, which would name the erased recipients.
+   */
+  async withhold(threadIds: ReadonlySet<string>): Promise<() => Promise<void>> {
+    for (const id of threadIds) this.#withheld.set(id, (this.#withheld.get(id) ?? 0) + 1);
+    const flying = [...this.#inFlightThreads].filter(([, t]) => threadIds.has(t)).map(([id]) => this.#inFlight.get(id));
+    await Promise.allSettled(flying);
+    let released = false;
+    return async () => {
+      if (released) return;
+      released = true;
+      for (const id of threadIds) {
+        const n = (this.#withheld.get(id) ?? 1) - 1;
+        if (n > 0) this.#withheld.set(id, n);
+        else this.#withheld.delete(id);
+      }
+      for (const e of [...this.#entries.values()]) {
+        if (threadIds.has(e.threadId) && !(await this.#records.raw(e.queueId))) {
+          this.#entries.delete(e.queueId);
+          this.#log.info({ queueId: e.queueId, userId: e.userId }, 'a queued message of an erased candidate is not sent');
+        }
+      }
+      this.#observeDepth();
+      this.#pump();
+    };
   }
 
   /** Removes the entry with its outcome event; a message that reached anyone is stored in its thread in the same batch. */

@@ -8,6 +8,8 @@
  * |---------------------------------------------|----------------------------------------------|
  * | meta!version                                | layout version                               |
  * | meta!flush                                  | 0 — written with fsync (Store.flush)         |
+ * | meta!purge                                  | set by an erasure until LevelDB's files are  |
+ * |                                             | rewritten without what it deleted            |
  * | user!{userId}                               | UserRecord                                   |
  * | uaddr!{normAddr}!{userId}                   | '' — user addresses (email and aliases)      |
  * | mbx!{userId}                                | MailboxRecord, credentials sealed            |
@@ -73,6 +75,7 @@ export function invertTime(iso: string): string {
 export const K = {
   version: () => 'meta!version',
   flush: () => 'meta!flush',
+  purgeOwed: () => 'meta!purge',
   user: (userId: string) => `user!${userId}`,
   userAddr: (normAddr: string, userId: string) => `uaddr!${esc(normAddr)}!${userId}`,
   userAddrPrefix: (normAddr: string) => `uaddr!${esc(normAddr)}!`,

@@ -65,6 +65,8 @@ export class Store {
   #reopening: Promise<void> | null = null;
   /** Reads and writes running against the open database, and long holds (a backup's iterator). */
   readonly #busy = new Set<Promise<unknown>>();
+  /** Set by `close`: a purge running then does not open the database again. */
+  #closing = false;
 
   private constructor(opts: StoreOptions) {
     fs.mkdirSync(opts.path, { recursive: true, mode: 0o700 });
@@ -100,6 +102,7 @@ export class Store {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
     while (this.#reopening) await this.#reopening;
     if (this.db.status === 'open' || this.db.status === 'opening') await this.db.close();
   }
@@ -303,8 +306,9 @@ export class Store {
    */
   async purgeDeleted(): Promise<void> {
     if (this.#reopening) await this.#whileReopening();
+    if (this.#closing) return;
     await this.#drain();
-    await this.#compactRange(FIRST_KEY, LAST_KEY);
+    await this.#track(this.#compactRange(FIRST_KEY, LAST_KEY));
     await this.reopen();
     await this.reopen();
   }
@@ -317,6 +321,7 @@ export class Store {
   /** Closes and opens the database again; operations arriving meanwhile wait. */
   async reopen(): Promise<void> {
     while (this.#reopening) await this.#reopening;
+    if (this.#closing) return; // stopping: the next start opens it
     let done!: () => void;
     this.#reopening = new Promise<void>((r) => (done = r));
     try {

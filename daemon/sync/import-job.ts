@@ -50,6 +50,10 @@ export class ImportRunner {
   /** Per user: the chain of its jobs, so they run one at a time. */
   readonly #chains = new Map<string, Promise<void>>();
   #stopped = false;
+  /** Candidates being erased: their imports and links stop at the next step and write nothing more. */
+  readonly #held = new Map<string, number>();
+  /** Imports and links running, per candidate. */
+  readonly #active = new Map<string, Set<Promise<unknown>>>();
 
   constructor(deps: ImportDeps) {
     this.#d = deps;
@@ -66,6 +70,40 @@ export class ImportRunner {
   async stop(): Promise<void> {
     this.#stopped = true;
     await Promise.allSettled([...this.#chains.values()]);
+  }
+
+  /**
+   * A candidate is being erased: their imports and links stop (and write nothing more) and this
+   * resolves once none runs; until the returned function is called none starts.
+   */
+  async holdCandidate(candidateId: string): Promise<() => void> {
+    this.#held.set(candidateId, (this.#held.get(candidateId) ?? 0) + 1);
+    await Promise.allSettled([...(this.#active.get(candidateId) ?? [])]);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = this.#held.get(candidateId)! - 1;
+      if (n > 0) this.#held.set(candidateId, n);
+      else this.#held.delete(candidateId);
+    };
+  }
+
+  #assertNotHeld(candidateId: string): void {
+    if (this.#held.has(candidateId)) throw Object.assign(new Error(`candidate ${candidateId} is being erased`), { code: 'CANDIDATE_ERASED' });
+  }
+
+  async #activity<T>(candidateId: string, fn: () => Promise<T>): Promise<T> {
+    this.#assertNotHeld(candidateId);
+    const p = fn();
+    const set = this.#active.get(candidateId) ?? new Set<Promise<unknown>>();
+    this.#active.set(candidateId, set.add(p));
+    try {
+      return await p;
+    } finally {
+      set.delete(p);
+      if (set.size === 0 && this.#active.get(candidateId) === set) this.#active.delete(candidateId);
+    }
   }
 
   get(id: string): Promise<ImportRecord | undefined> {
@@ -130,6 +168,12 @@ export class ImportRunner {
     const job = await this.get(id);
     // a job failed meanwhile (its user revoked consent) stays as it is
     if (!job || (job.state !== 'queued' && job.state !== 'running')) return;
+    // a candidate being erased: the job goes with them
+    if (this.#held.has(job.candidateId)) return;
+    await this.#activity(job.candidateId, () => this.#runJob(id, job));
+  }
+
+  async #runJob(id: string, job: ImportRecord): Promise<void> {
     const log = this.#d.log.child({ importId: id, userId: job.userId, candidateId: job.candidateId });
     Object.assign(job, { state: 'running', startedAt: new Date().toISOString(), scanned: 0, total: 0, matched: 0, threadsLinked: 0, imported: 0, threads: undefined });
     await this.#save(job);
@@ -139,6 +183,7 @@ export class ImportRunner {
       // as written and in matching form (Gmail's jane.doe+x@ also as janedoe@): SEARCH compares text
       const addresses = [...new Set(candidate.emails.flatMap((e) => [e.toLowerCase(), this.#d.normalise(e)]))];
       const found = await this.#search(job.userId, { addresses, since: job.since ? new Date(job.since) : null }, async (p) => {
+        this.#assertNotHeld(job.candidateId);
         Object.assign(job, p);
         await this.#save(job);
       });
@@ -148,6 +193,8 @@ export class ImportRunner {
     } catch (err) {
       // stopping: the job stays queued and runs again on the next start
       if (this.#stopped || (err as { code?: string }).code === 'SYNC_STOPPED') return;
+      // its candidate is being erased: the erasure deletes the job's record
+      if ((err as { code?: string }).code === 'CANDIDATE_ERASED') return;
       // failed by a revocation while it ran: that outcome stands
       if ((await this.get(id))?.state === 'failed') return;
       Object.assign(job, { state: 'failed', error: (err as Error).message, finishedAt: new Date().toISOString() });
@@ -160,13 +207,15 @@ export class ImportRunner {
    * Links the conversation holding `messageId` in the user's mailbox to a candidate. Returns
    * the thread, or null when no such message is in the mailbox.
    */
-  async link(userId: string, candidateId: string, messageId: string): Promise<ThreadRecord | null> {
-    const found = await this.#search(userId, { messageId }, () => undefined);
-    const seed = found.find((f) => f.matched);
-    if (!seed) return null;
-    const { threadOf } = await this.#store(userId, candidateId, found, 'linked');
-    const threadId = threadOf.get(seed.rec.key);
-    return threadId ? ((await this.#d.threads.getThread(threadId)) ?? null) : null;
+  link(userId: string, candidateId: string, messageId: string): Promise<ThreadRecord | null> {
+    return this.#activity(candidateId, async () => {
+      const found = await this.#search(userId, { messageId }, () => undefined);
+      const seed = found.find((f) => f.matched);
+      if (!seed) return null;
+      const { threadOf } = await this.#store(userId, candidateId, found, 'linked');
+      const threadId = threadOf.get(seed.rec.key);
+      return threadId ? ((await this.#d.threads.getThread(threadId)) ?? null) : null;
+    });
   }
 
   async #search(userId: string, seed: Parameters<typeof findConversations>[2], onProgress: (p: { total: number; scanned: number; matched: number }) => Promise<void> | void): Promise<Found[]> {
@@ -190,6 +239,7 @@ export class ImportRunner {
     const importedKeys: string[] = [];
     let imported = 0;
     const link = async (threadId: string, key: string) => {
+      this.#assertNotHeld(candidateId);
       threadOf.set(key, threadId);
       if (await threads.mayLink(candidateId, key) && (await threads.linkThread(threadId, candidateId))) linked.add(threadId);
     };
@@ -200,6 +250,7 @@ export class ImportRunner {
       const missing: Found[] = [];
       for (const f of items) {
         const location = { userId, folder, uidValidity: f.uidValidity, uid: f.rec.uid };
+        this.#assertNotHeld(candidateId);
         if (await threads.addSighting(f.rec.key, location)) {
           const msg = await threads.getMessage(f.rec.key);
           if (msg) await link(msg.threadId, f.rec.key);
@@ -222,6 +273,7 @@ export class ImportRunner {
     const when = (f: Found) => Date.parse(firstHeader(f.rec.fields, 'date') ?? '') || f.rec.internalDate?.getTime() || 0;
     fetched.sort((a, b) => when(a.f) - when(b.f));
     for (const { f, source, complete } of fetched) {
+      this.#assertNotHeld(candidateId);
       const allowed = await threads.mayLink(candidateId, f.rec.key);
       const result = await ingestor.ingest(f.rec, source, complete, {
         userId, folder: f.folder, location: { userId, folder: f.folder, uidValidity: f.uidValidity, uid: f.rec.uid }, origin, force: true, candidateIds: allowed ? [candidateId] : [],

@@ -26,3 +26,37 @@ export function findInStoreFiles(dir: string, needles: Record<string, Buffer | s
 export function foundAnywhere(found: Record<string, string[]>): string[] {
   return Object.entries(found).filter(([, files]) => files.length).map(([name, files]) => `${name}: ${files.join(', ')}`);
 }
+
+/** A-Z to a-z, byte by byte (UTF-8 sequences of other letters are left as they are). */
+function asciiLower(buf: Buffer): Buffer {
+  const out = Buffer.from(buf);
+  for (let i = 0; i < out.length; i++) if (out[i]! >= 0x41 && out[i]! <= 0x5a) out[i]! += 0x20;
+  return out;
+}
+
+/**
+ * Like `findInStoreFiles`, in any letter case: each text is looked for as given, in lower and in
+ * upper case (as UTF-8), and the files and needles are compared with ASCII letters folded. A
+ * file that LevelDB deletes while it is read is skipped (it is gone).
+ */
+export function findAnyCaseInStoreFiles(dir: string, needles: Record<string, string>): Record<string, string[]> {
+  const contents: Array<readonly [string, Buffer]> = [];
+  for (const f of fs.readdirSync(dir)) {
+    try {
+      contents.push([f, asciiLower(fs.readFileSync(path.join(dir, f)))]);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'EISDIR') throw err;
+    }
+  }
+  const out: Record<string, string[]> = {};
+  for (const [name, text] of Object.entries(needles)) {
+    const windows: Buffer[] = [];
+    for (const form of new Set([text, text.toLowerCase(), text.toUpperCase()])) {
+      const needle = asciiLower(Buffer.from(form, 'utf8'));
+      if (needle.length <= 16) windows.push(needle);
+      else for (let i = 0; i + 16 <= needle.length; i += 8) windows.push(needle.subarray(i, i + 16));
+    }
+    out[name] = contents.filter(([, data]) => windows.some((w) => data.includes(w))).map(([f]) => f);
+  }
+  return out;
+}
