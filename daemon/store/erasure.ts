@@ -21,7 +21,7 @@ import type { CandidateRecord, EventRecord, ImportRecord, RelayEntry, StoredMess
  *   corrupting them): the candidate is unlinked, and their addresses leave the thread's
  *   participant list and the participant index. An address that is also an ATS user's is never
  *   dropped from a thread and never makes a thread this candidate's;
- * - the candidate's imports are deleted;
+ * - the candidate's imports and the record of emails removed from their profile are deleted;
  * - stored events about the erased content keep their id, type, time and delivery state, so
  *   change-feed cursors and receivers' de-duplication stay valid, and their data becomes
  *   `{"erased": true}`: message.created events of deleted threads, thread.linked events of the
@@ -243,6 +243,9 @@ export class CandidateErasure {
     for (const a of plan.addresses) batch.del(K.candAddr(a, cid));
     for (const key of await store.keys(K.candThreadPrefix(cid))) batch.del(key);
     for (const key of await store.keys(K.candActivityPrefix(cid))) batch.del(key);
+    // emails removed from the profile: the removals go with the candidate
+    for (const key of await store.keys(K.tombPrefix(cid))) batch.del(key);
+    batch.del(K.tombCandidate(cid));
     for (const [key, job] of await store.entries<ImportRecord>(K.importJobPrefix())) if (job.candidateId === cid) batch.del(key);
 
     const outcome = {
