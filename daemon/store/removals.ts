@@ -62,10 +62,6 @@ export class Tombstones {
     return batchSays(batch, K.tomb(cid, messageKey)) ?? (await this.#store.has(K.tomb(cid, messageKey)));
   }
 
-  get(cid: string, messageKey: string): Promise<TombstoneRecord | undefined> {
-    return this.#store.get<TombstoneRecord>(K.tomb(cid, messageKey));
-  }
-
   /** Of these candidates, the ones that removed this message from their profile. */
   async removing(messageKey: string, cids: Iterable<string>): Promise<Set<string>> {
     const out = new Set<string>();
@@ -132,14 +128,6 @@ export class Tombstones {
     if (declared.length === 0) return false;
     for (const m of declared) if (!(await this.has(cid, m.key, batch))) return false;
     return true;
-  }
-
-  /** Forgets every tombstone of a candidate (erasure: nothing about the candidate is kept). */
-  async forgetCandidateInBatch(batch: WriteBatch, cid: string): Promise<number> {
-    const keys = await this.#store.keys(K.tombPrefix(cid));
-    for (const k of keys) batch.del(k);
-    batch.del(K.tombCandidate(cid));
-    return keys.length;
   }
 }
 
