@@ -100,7 +100,7 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
       settings: { refreshMarginMs: o.refreshMarginSeconds * 1000, timeoutMs: o.timeoutMs, providers: { google: o.google, microsoft: o.microsoft, custom: o.custom } },
     });
     supervisor = new SyncSupervisor({
-      store, accounts, threads, ingestor, logins, gate: new ConnectionGate(s.maxConnectionsPerUser),
+      store, accounts, threads, ingestor, logins, gate: new ConnectionGate(s.maxConnectionsPerUser), startGate: new ConnectionGate(s.startConcurrency),
       settings: {
         allowPlaintext: s.allowPlaintext,
         tlsCa: s.tlsCaFile ? fs.readFileSync(s.tlsCaFile) : null,

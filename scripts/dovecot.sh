@@ -261,10 +261,21 @@ EOF
   mv "$CONF.tmp" "$CONF"
 }
 
+# Each imap process in IDLE holds one of the kernel's inotify instances, counted per uid over
+# the whole machine (every instance's processes run as "mail"); past the limit, 128 by
+# default, Dovecot silently polls every 30 s instead of pushing. Several instances at once
+# (parallel test runs, the benchmarks) reach it: raise it when we may.
+raise_inotify_limit() {
+  local f=/proc/sys/fs/inotify/max_user_instances
+  [[ -w $f ]] || return 0
+  (( $(cat "$f") >= 1024 )) || echo 1024 >"$f" 2>/dev/null || true
+}
+
 # ---------------------------------------------------------------- commands
 cmd_start() {
   [[ $EUID -eq 0 ]] || die "must run as root (Dovecot switches to the mail user)"
   ensure_dovecot
+  raise_inotify_limit
   mkdir -p "$DIR" "$DIR/state" "$DIR/mail"
 
   if master_pid >/dev/null; then

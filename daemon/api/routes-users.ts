@@ -121,7 +121,8 @@ export async function mailboxStatus(ctx: ApiContext, userId: string, actor: Acto
     consent: mbx.consent,
     state: mbx.state,
     lastError: mbx.lastError,
-    lastSyncAt: mbx.lastSyncAt,
+    // the running worker's is fresher: the store's is written every few minutes only
+    lastSyncAt: ctx.supervisor.lastSyncAt(userId) ?? mbx.lastSyncAt,
     imap: mbx.imap,
     smtp: mbx.smtp,
     syncSince: mbx.syncSince,

@@ -86,7 +86,7 @@ export const schema = {
       doc: 'When IDLE ends after idleRefreshSeconds without news, a NOOP must be answered within this long, or the connection counts as silently dropped (a NAT box or firewall forgot it) and is replaced.',
       format: 'nat', default: 30,
     },
-    fetchBatchSize: { doc: 'UIDs per FETCH of header fields during catch-up; keeps command lines and responses bounded on very large folders.', format: 'nat', default: 500 },
+    fetchBatchSize: { doc: 'Catch-up: UID ranges (a:b) per FETCH of header fields, which stream in, so a folder without gaps is one FETCH; bounds command lines. Imports: UIDs per FETCH.', format: 'nat', default: 500 },
     backoff: {
       minMs: { doc: 'First delay before reconnecting after a drop.', format: 'nat', default: 1_000 },
       maxMs: { doc: 'Longest delay between reconnect attempts.', format: 'nat', default: 300_000 },
@@ -96,6 +96,10 @@ export const schema = {
     maxMessageBytes: {
       doc: 'Largest message (by the size the server reports, RFC822.SIZE) that is fetched and parsed. A larger one is stored with its header fields only and listed in the quarantine. Messages above store.maxRawBytes are parsed while they stream in, never held whole in memory.',
       format: 'nat', default: 104_857_600,
+    },
+    startConcurrency: {
+      doc: 'Mailboxes that connect and catch up at once (at start-up, after the mail server was away); the others wait their turn. With thousands of mailboxes, starting all together costs far more memory and time than a few dozen at a time.',
+      format: 'nat', default: 20,
     },
     maxConnectionsPerUser: {
       doc: 'IMAP connections mailsync opens at once to one mailbox. Providers count them together with the user\'s phone and desktop (Gmail allows about 15); imports and links share the sync connection.',

@@ -62,7 +62,7 @@ export class WebhookDispatcher {
 
   async start(): Promise<void> {
     this.#stopped = false;
-    this.#unsubscribe = this.#outbox.onAppend(() => this.#load());
+    this.#unsubscribe = this.#outbox.onAppend((events) => this.#appended(events));
     await this.#load();
   }
 
@@ -81,6 +81,29 @@ export class WebhookDispatcher {
     let n = 0;
     for (const q of this.#keyQueues.values()) n += q.length;
     return n;
+  }
+
+  /**
+   * New events as they were written: queued at once, without reading them back from the store
+   * (a read and a decryption each), unless older events still wait in the store, which are
+   * read first, in order.
+   */
+  #appended(events: readonly EventRecord[]): void {
+    if (this.#stopped) return;
+    if (this.#loading || this.#backlog) {
+      void this.#load();
+      return;
+    }
+    for (const event of events) {
+      if (this.#cache.size >= LOAD_LOW_WATER) {
+        // enough in memory: this one and the rest are read from the store when it drains
+        this.#backlog = true;
+        break;
+      }
+      this.#highestLoaded = Math.max(this.#highestLoaded, event.seq);
+      if (event.status === 'pending' && !this.#cache.has(event.seq)) this.#enqueue(event);
+    }
+    this.#pump();
   }
 
   /** Reads queue entries written since the last load. Coalesces bursts of appends. */

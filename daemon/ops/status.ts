@@ -53,7 +53,7 @@ export interface StatusSources {
   /** Whether webhooks are pushed (webhooks.url set); otherwise events wait in the change feed. */
   push: boolean;
   /** The running daemon's workers; absent when read from the store alone. */
-  workers?: { has(userId: string): boolean; folderChecks(userId: string): ReadonlyMap<string, number> | undefined };
+  workers?: { has(userId: string): boolean; folderChecks(userId: string): ReadonlyMap<string, number> | undefined; lastSyncAt(userId: string): string | null };
   relayQueueDepth?: () => Promise<number> | number;
 }
 
@@ -80,7 +80,7 @@ export async function statusSnapshot(src: StatusSources, now = Date.now()): Prom
       email: emails.get(userId) ?? null,
       state: mbx ? mbx.state : revoked ? 'revoked' : 'none',
       lastError: mbx?.lastError ?? null,
-      lastSyncAt: mbx?.lastSyncAt ?? null,
+      lastSyncAt: (mbx && src.workers?.lastSyncAt(userId)) ?? mbx?.lastSyncAt ?? null,
       grantedAt: mbx?.consent.grantedAt ?? null,
       imapHost: mbx ? `${mbx.imap.host}:${mbx.imap.port}` : null,
       running: src.workers ? src.workers.has(userId) : null,

@@ -227,10 +227,28 @@ export class Accounts {
 
   /** Candidates owning any of these normalised addresses. */
   async candidatesByAddresses(normAddrs: Iterable<string>): Promise<Set<string>> {
+    const known = await (this.#candAddrs ??= this.#readCandidateAddresses());
     const out = new Set<string>();
     for (const a of new Set(normAddrs)) {
-      for (const key of await this.#store.keys(K.candAddrPrefix(a))) out.add(lastPart(key));
+      const prefix = K.candAddrPrefix(a);
+      // most addresses of most mail are no candidate's: only those that are cost a scan
+      if (!known.has(prefix)) continue;
+      for (const key of await this.#store.keys(prefix)) out.add(lastPart(key));
     }
+    return out;
+  }
+
+  /**
+   * Index prefixes of every candidate address, read once: every stored message asks for the
+   * candidates of its addresses, and a store scan per address (an iterator each) was a large
+   * share of storing one. Only ever grows while running: an address whose candidate changed
+   * costs one scan that finds nothing.
+   */
+  #candAddrs: Promise<Set<string>> | null = null;
+
+  async #readCandidateAddresses(): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (const key of await this.#store.keys('addr!')) out.add(key.slice(0, key.lastIndexOf('!') + 1));
     return out;
   }
 
@@ -244,6 +262,10 @@ export class Accounts {
     const next = this.candidateAddresses(candidate);
     for (const a of before) if (!next.includes(a)) batch.del(K.candAddr(a, cid));
     for (const a of next) batch.put(K.candAddr(a, cid), '');
+    // known before the batch is written (a lookup meanwhile scans and finds what the store
+    // holds), and after the index was read, which might not have seen them yet
+    const known = await (this.#candAddrs ??= this.#readCandidateAddresses());
+    for (const a of next) known.add(K.candAddrPrefix(a));
     return { candidate, added: next.filter((a) => !before.has(a)) };
   }
 

@@ -11,7 +11,9 @@ export class Outbox {
   readonly #store: Store;
   #nextSeq = 1;
   #instance = '';
-  readonly #listeners = new Set<() => void>();
+  readonly #listeners = new Set<(events: readonly EventRecord[]) => void>();
+  /** Events appended to each batch not written yet, handed to the listeners once it is. */
+  readonly #unwritten = new WeakMap<WriteBatch, EventRecord[]>();
   readonly #push: boolean;
   /**
    * Events whose data an erasure rewrote, with their data now. A copy read before (the webhook
@@ -40,8 +42,11 @@ export class Outbox {
     this.#instance = instance;
   }
 
-  /** Called after every batch that added events. */
-  onAppend(fn: () => void): () => void {
+  /**
+   * Called after every batch that added events, with copies of them as written (the webhook
+   * dispatcher takes them from here rather than reading and decrypting them back).
+   */
+  onAppend(fn: (events: readonly EventRecord[]) => void): () => void {
     this.#listeners.add(fn);
     return () => this.#listeners.delete(fn);
   }
@@ -64,13 +69,18 @@ export class Outbox {
     };
     batch.put(K.event(seq), event);
     if (this.#push) batch.put(K.eventQueue(seq), '');
-    if (!batch.afterWrite.includes(this.#notify)) batch.afterWrite.push(this.#notify);
+    let written = this.#unwritten.get(batch);
+    if (!written) {
+      const events: EventRecord[] = (written = []);
+      this.#unwritten.set(batch, events);
+      batch.afterWrite.push(() => {
+        for (const fn of this.#listeners) fn(events);
+      });
+    }
+    // a copy as stored: the caller may change its objects after appending
+    if (this.#push) written.push(JSON.parse(JSON.stringify(event)) as EventRecord);
     return event;
   }
-
-  readonly #notify = (): void => {
-    for (const fn of this.#listeners) fn();
-  };
 
   async get(seq: number): Promise<EventRecord | undefined> {
     return this.#store.get<EventRecord>(K.event(seq));

@@ -450,10 +450,17 @@ export class Threads {
 
   /** Remembers, under keyed hashes, which ids an untracked message pointed at. */
   async rememberPending(keys: string[], loc: Location, ttlMs: number): Promise<void> {
-    if (keys.length === 0) return;
+    await this.rememberPendingMany([{ keys, loc }], ttlMs);
+  }
+
+  /** `rememberPending` for several messages in one write (a chunk of a folder). */
+  async rememberPendingMany(entries: Array<{ keys: string[]; loc: Location }>, ttlMs: number): Promise<void> {
     const batch = this.#store.batch();
-    const value: PendingRef = { uidValidity: loc.uidValidity, expiresAt: Date.now() + ttlMs };
-    for (const k of new Set(keys)) batch.put(K.pending(this.#store.idHasher.hash(k), loc.userId, loc.folder, loc.uid), value);
+    const expiresAt = Date.now() + ttlMs;
+    for (const { keys, loc } of entries) {
+      const value: PendingRef = { uidValidity: loc.uidValidity, expiresAt };
+      for (const k of new Set(keys)) batch.put(K.pending(this.#store.idHasher.hash(k), loc.userId, loc.folder, loc.uid), value);
+    }
     await batch.write();
   }
 
@@ -464,9 +471,12 @@ export class Threads {
    */
   async #claimPending(batch: WriteBatch, keys: string[]): Promise<Location[]> {
     const out: Location[] = [];
-    for (const k of new Set(keys)) {
-      const prefix = K.pendingPrefix(this.#store.idHasher.hash(k));
-      for (const [key, ref] of await this.#store.entries<PendingRef>(prefix)) {
+    const prefixes = [...new Set(keys)].map((k) => K.pendingPrefix(this.#store.idHasher.hash(k)));
+    // all scans at once: each is a round trip through the thread pool, and this runs under the
+    // store lock on the way of every new message to its webhook
+    const found = await Promise.all(prefixes.map((prefix) => this.#store.entries<PendingRef>(prefix)));
+    for (const [i, prefix] of prefixes.entries()) {
+      for (const [key, ref] of found[i]!) {
         const [userId, folder, uid] = key.slice(prefix.length).split('!');
         batch.del(key);
         if (ref.expiresAt < Date.now()) continue;

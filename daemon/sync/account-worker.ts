@@ -12,7 +12,7 @@ import { connectImap, type ConnectionGate } from './imap-connect.js';
 import type { LoginAuth, MailboxLogins } from './oauth2-tokens.js';
 import { imapLogger, withProviderHints } from './provider-errors.js';
 import { scopeProviderIds } from './gmail.js';
-import { chunk, fetchHeaderRecords, fetchSourcesBySize, resolveFolders, toRanges, type WatchedFolder } from './imap-folders.js';
+import { fetchHeaderRecords, fetchSourcesBySize, resolveFolders, toRanges, uidWindows, type WatchedFolder } from './imap-folders.js';
 import type { HeaderRecord, Ingestor } from './ingestor.js';
 
 /**
@@ -52,6 +52,8 @@ export interface WorkerDeps {
   logins: MailboxLogins;
   /** The per-user connection cap (sync.maxConnectionsPerUser). */
   gate: ConnectionGate;
+  /** Mailboxes connecting and catching up at once (sync.startConcurrency), under one key. */
+  startGate: ConnectionGate;
   /** Untracked mail that may now belong to a thread, possibly in another user's mailbox. */
   routePending: (locations: Location[]) => void;
   observe?: {
@@ -64,6 +66,9 @@ export interface WorkerDeps {
 }
 
 type Mode = 'initial' | 'live' | 'reconsider';
+
+/** How often a live mailbox's lastSyncAt is written to the store (it changes every check). */
+const LAST_SYNC_WRITE_MS = 10 * 60_000;
 
 /** Work handed to a worker that stopped before running it (code SYNC_STOPPED: try again later). */
 export const syncStopped = () => Object.assign(new Error('the sync of this mailbox has stopped'), { code: 'SYNC_STOPPED' });
@@ -94,6 +99,10 @@ export class AccountWorker {
   #dirty = false;
   #reconsider: Location[] = [];
   #lastStateWrite = 0;
+  /** When the mailbox was last confirmed in sync; written to the store now and then only. */
+  #lastSyncAt: string | null = null;
+  /** Gives back this worker's place among the mailboxes starting at once (idempotent). */
+  #startSlot: (() => void) | null = null;
   readonly #tasks: Array<{ run: (client: ImapFlow) => Promise<void>; cancel: (err: Error) => void }> = [];
   /** When each folder was last confirmed up to date with the server (epoch ms), for the status page. */
   readonly checkedAt = new Map<string, number>();
@@ -159,9 +168,15 @@ export class AccountWorker {
     await this.#running;
   }
 
+  /** When the mailbox was last confirmed in sync, fresher than the stored record. */
+  get lastSyncAt(): string | null {
+    return this.#lastSyncAt;
+  }
+
   async #setState(state: MailboxState, error: { code: string; message: string } | null, lastSyncAt?: string): Promise<void> {
     if (this.#abort.signal.aborted) return;
     this.#lastStateWrite = Date.now();
+    if (lastSyncAt) this.#lastSyncAt = lastSyncAt;
     await this.#deps.accounts.setState(this.userId, this.generation, state, error, lastSyncAt ? { lastSyncAt } : {});
   }
 
@@ -173,6 +188,8 @@ export class AccountWorker {
       let upSince = 0;
       let minBackoff = 0;
       try {
+        // a few dozen mailboxes connect and catch up at once; the place is given back once live
+        this.#startSlot = await this.#deps.startGate.acquire('start', signal);
         const client = await connectImap({
           userId: this.userId, logins: this.#deps.logins, gate: this.#deps.gate, signal, log: this.#log,
           make: (auth) => this.#newClient(mbx, auth), onClient: (c) => (this.#client = c),
@@ -190,6 +207,8 @@ export class AccountWorker {
         if (!routine) await this.#setState(c.state, { code: c.code, message: c.message });
         minBackoff = c.minBackoffMs;
       } finally {
+        this.#startSlot?.();
+        this.#startSlot = null;
         if (upSince) this.#deps.observe?.connected?.(false);
         if (!signal.aborted) this.#client?.close(); // when stopping, stop() logs out and closes
         this.#client = null;
@@ -243,9 +262,13 @@ export class AccountWorker {
     await this.#syncFolders(client, folders, mbx, states.some((s) => !s) ? 'initial' : 'live');
     await this.#setState('live', null, new Date().toISOString());
     this.#log.info({ folders: folders.map((f) => f.path) }, 'mailbox live');
+    this.#startSlot?.();
+    this.#startSlot = null;
 
     await client.mailboxOpen(inbox.path, { readOnly: true });
-    let lastSentPoll = Date.now();
+    // the first Sent check at a random point of the period, so that mailboxes started together
+    // do not all check (and write) in the same second of every period
+    let lastSentPoll = Date.now() - Math.floor(Math.random() * this.#deps.settings.sentPollMs);
     while (!this.#abort.signal.aborted) {
       this.#dirty = false;
       if (this.#reconsider.length) await this.#handleReconsider(client, folders, inbox);
@@ -266,7 +289,10 @@ export class AccountWorker {
         }
         this.checkedAt.set(sent.path, checked);
       }
-      if (Date.now() - this.#lastStateWrite > 60_000) await this.#setState('live', null, new Date().toISOString());
+      // confirmed in sync: kept in memory (the API and status page read it from here) and
+      // written to the store only every few minutes, for readers of a stopped daemon's store
+      this.#lastSyncAt = new Date().toISOString();
+      if (Date.now() - this.#lastStateWrite > LAST_SYNC_WRITE_MS) await this.#setState('live', null, this.#lastSyncAt);
       const untilSentPoll = sent ? Math.max(0, this.#deps.settings.sentPollMs - (Date.now() - lastSentPoll)) : Infinity;
       await this.#idle(client, Math.min(this.#deps.settings.idleRefreshMs, untilSentPoll));
       if (!client.usable) throw Object.assign(new Error('the IMAP connection closed'), { code: 'EConnectionClosed' });
@@ -341,8 +367,9 @@ export class AccountWorker {
         const since = new Date(mbx.syncSince);
         const uids = opened.exists ? ((await client.search({ since }, { uid: true })) || []) : [];
         records = [];
-        for (const part of chunk(uids.sort((a, b) => a - b), this.#deps.settings.fetchBatchSize)) {
-          records.push(...(await fetchHeaderRecords(client, toRanges(part), 0, this.#deps.ingestor, locKey)));
+        // header fields stream in: a window is bounded only by its command line
+        for (const window of uidWindows(uids, this.#deps.settings.fetchBatchSize)) {
+          await fetchHeaderRecords(client, window, 0, this.#deps.ingestor, locKey, records);
         }
       }
       const st: FolderState = prev && prev.uidValidity === uidValidity ? prev : {

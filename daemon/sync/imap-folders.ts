@@ -47,22 +47,36 @@ export function chunk<T>(items: T[], size: number): T[][] {
 }
 
 /**
- * Header fields of the given UIDs (a UID set string, `n:*` allowed). Only UIDs ≥ `minUid`
- * are kept: `n:*` returns the last message even when n is past the end (RFC 3501 §6.4.8).
+ * Header fields of the given UIDs (a UID set string, `n:*` allowed), turned into records as
+ * they stream in: one FETCH however many messages it names, none of them held as a response.
+ * Only UIDs ≥ `minUid` are kept: `n:*` returns the last message even when n is past the end
+ * (RFC 3501 §6.4.8).
  */
 export async function fetchHeaderRecords(
-  client: ImapFlow, range: string, minUid: number, ingestor: Ingestor, locationKey: (uid: number) => string,
+  client: ImapFlow, range: string, minUid: number, ingestor: Ingestor, locationKey: (uid: number) => string, out: HeaderRecord[] = [],
 ): Promise<HeaderRecord[]> {
-  const out: HeaderRecord[] = [];
+  const from = out.length;
   // threadId: X-GM-THRID on Gmail (THREADID with OBJECTID); imapflow asks for X-GM-MSGID itself
-  const messages = await client.fetchAll(range, { uid: true, size: true, internalDate: true, headers: ID_HEADER_NAMES, threadId: true }, { uid: true });
-  for (const m of messages) {
+  for await (const m of client.fetch(range, { uid: true, size: true, internalDate: true, headers: ID_HEADER_NAMES, threadId: true }, { uid: true })) {
     if (m.uid < minUid) continue;
     const internalDate = m.internalDate ? new Date(m.internalDate) : null;
     const ids = providerIds(client, m.emailId, m.threadId);
     out.push(ingestor.headerRecord(m.uid, m.headers ?? Buffer.alloc(0), m.size ?? 0, internalDate, locationKey(m.uid), ids));
   }
-  return out.sort((a, b) => a.uid - b.uid);
+  // servers answer in sequence order, which is UID order: sorting is almost always a no-op
+  let sorted = true;
+  for (let i = from + 1; i < out.length && sorted; i++) sorted = out[i - 1]!.uid < out[i]!.uid;
+  if (!sorted) out.slice(from).sort((a, b) => a.uid - b.uid).forEach((r, i) => (out[from + i] = r));
+  return out;
+}
+
+/**
+ * UID sets of at most `maxRanges` ranges each (`1:3,7,9:10` is three): a folder whose UIDs
+ * run without gaps is one FETCH, a scattered one several with bounded command lines.
+ */
+export function uidWindows(uids: number[], maxRanges: number): string[] {
+  const parts = toRanges(uids).split(',').filter(Boolean);
+  return chunk(parts, Math.max(1, maxRanges)).map((p) => p.join(','));
 }
 
 /**

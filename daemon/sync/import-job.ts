@@ -10,7 +10,7 @@ import type { ImportRecord, ImportThread, ThreadOrigin, ThreadRecord } from '../
 import { fetchSources, chunk } from './imap-folders.js';
 import { firstHeader } from '../threads/headers.js';
 import { findConversations, importFolders, type Found } from './import-search.js';
-import type { Ingestor } from './ingestor.js';
+import { headerFields, type Ingestor } from './ingestor.js';
 
 /**
  * Imports of older conversations ("sync emails" on a candidate's profile) and links of one
@@ -270,8 +270,8 @@ export class ImportRunner {
       }
     }
     // oldest first, whatever folder: a thread takes its subject from its first message
-    const when = (f: Found) => Date.parse(firstHeader(f.rec.fields, 'date') ?? '') || f.rec.internalDate?.getTime() || 0;
-    fetched.sort((a, b) => when(a.f) - when(b.f));
+    const when = new Map(fetched.map(({ f }) => [f, Date.parse(firstHeader(headerFields(f.rec), 'date') ?? '') || f.rec.internalDate?.getTime() || 0]));
+    fetched.sort((a, b) => when.get(a.f)! - when.get(b.f)!);
     for (const { f, source, complete } of fetched) {
       this.#assertNotHeld(candidateId);
       const allowed = await threads.mayLink(candidateId, f.rec.key);

@@ -4,7 +4,7 @@ import { allNormalisedIds, normaliseId } from '../threads/message-ids.js';
 import type { FolderRole } from '../store/records.js';
 import { chunk, fetchHeaderRecords, toRanges } from './imap-folders.js';
 import { gmailAddressQuery, gmailAllFolder, isAllMail } from './gmail.js';
-import type { HeaderRecord, Ingestor } from './ingestor.js';
+import { headerFields, type HeaderRecord, type Ingestor } from './ingestor.js';
 
 /**
  * Finding older conversations in a mailbox with server-side SEARCH: the messages from, to or cc
@@ -62,7 +62,8 @@ export interface SearchDeps {
 
 /** Whether any of `addresses` (normalised) is in the record's From, To or Cc. */
 export function mentions(rec: HeaderRecord, addresses: ReadonlySet<string>, normalise: (a: string) => string): boolean {
-  const people = ['from', 'to', 'cc'].flatMap((h) => rec.fields.filter((f) => f.key === h).flatMap((f) => parseAddressList(f.value)));
+  const fields = headerFields(rec);
+  const people = ['from', 'to', 'cc'].flatMap((h) => fields.filter((f) => f.key === h).flatMap((f) => parseAddressList(f.value)));
   return people.some((p) => addresses.has(normalise(p.address)));
 }
 

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { parseHeaderBlock, firstHeader, type HeaderField } from '../threads/headers.js';
+import { parseHeaderBlock, firstHeader, headerEnd, type HeaderField } from '../threads/headers.js';
 import { extractIdHeaders, normaliseId, type IdHeaders } from '../threads/message-ids.js';
 import { matchKeys, trackedComponents } from '../threads/matching.js';
 import type { Readable } from 'node:stream';
@@ -21,7 +21,12 @@ export interface HeaderRecord {
   uid: number;
   size: number;
   internalDate: Date | null;
-  fields: HeaderField[];
+  /**
+   * The header block as fetched (the fields ID_HEADER_NAMES names). Kept as bytes, not parsed
+   * fields: an initial sync holds a record per message of the mailbox until it has decided,
+   * and parsed fields took three times the memory (see `headerFields`).
+   */
+  headers: Buffer;
   ids: IdHeaders;
   keys: string[];
   key: string;
@@ -115,12 +120,15 @@ export class Ingestor {
    * thread id joins the match keys: Gmail's conversation is extra evidence of one thread.
    */
   headerRecord(uid: number, headers: Buffer, size: number, internalDate: Date | null, locationKey: string, provider: { emailId: string | null; threadKey: string | null } = { emailId: null, threadKey: null }): HeaderRecord {
-    const fields = parseHeaderBlock(headers);
+    // a copy of the header block alone: `headers` may be a whole message, or a view into a
+    // larger buffer that keeping a slice would keep alive
+    const block = Buffer.from(headers.subarray(0, headerEnd(headers)));
+    const fields = parseHeaderBlock(block);
     const ids = extractIdHeaders(fields);
     const keys = matchKeys(ids);
     if (provider.threadKey) keys.push(provider.threadKey);
     return {
-      uid, size, internalDate, fields, ids, keys, emailId: provider.emailId,
+      uid, size, internalDate, headers: block, ids, keys, emailId: provider.emailId,
       key: messageKey(ids.messageId ? normaliseId(ids.messageId) : null, firstHeader(fields, 'date'), firstHeader(fields, 'subject'), provider.emailId ? `provider\n${provider.emailId}` : locationKey),
     };
   }
@@ -153,16 +161,19 @@ export class Ingestor {
       const part = indexed.slice(i, end);
       i = end;
       const need: HeaderRecord[] = [];
+      const pending: Array<{ keys: string[]; loc: Location }> = [];
       for (const { rec, tracked: isTracked } of part) {
         const ctx = opts.context(rec);
         if (!isTracked) {
           // mail older than the pending window waits for no late parent
           const recent = !rec.internalDate || Date.now() - rec.internalDate.getTime() < opts.pendingTtlMs;
-          if (opts.rememberUntracked && ctx.location && rec.keys.length && recent) await this.#threads.rememberPending(rec.keys, ctx.location, opts.pendingTtlMs);
+          if (opts.rememberUntracked && ctx.location && rec.keys.length && recent) pending.push({ keys: rec.keys, loc: ctx.location });
           continue;
         }
         if (!ctx.location || !(await this.#threads.addSighting(rec.key, ctx.location))) need.push(rec);
       }
+      // one write for the chunk's untracked mail, before its watermark moves past it
+      if (pending.length) await this.#threads.rememberPendingMany(pending, opts.pendingTtlMs);
       const sources = need.length ? await opts.fetchSources(need) : new Map<number, SourceResult>();
       let missingUid: number | null = null;
       for (const rec of need) {
@@ -247,11 +258,17 @@ export class Ingestor {
   }
 }
 
+/** A record's header fields, parsed again from its bytes (seldom needed after matching). */
+export function headerFields(rec: HeaderRecord): HeaderField[] {
+  return parseHeaderBlock(rec.headers);
+}
+
 /** What is known of a message that was not fetched: its header fields. */
 function headerOnly(rec: HeaderRecord, why: string): ParsedMessage {
-  const summary = headerSummary(rec.fields, rec.internalDate ?? undefined);
+  const fields = headerFields(rec);
+  const summary = headerSummary(fields, rec.internalDate ?? undefined);
   return {
-    headers: rec.fields, ids: rec.ids, ...summary, text: '', html: null, snippet: '', attachments: [],
-    autoReply: detectAutoReply(rec.fields, summary.subject).autoReply, size: rec.size, parseError: why,
+    headers: fields, ids: rec.ids, ...summary, text: '', html: null, snippet: '', attachments: [],
+    autoReply: detectAutoReply(fields, summary.subject).autoReply, size: rec.size, parseError: why,
   };
 }

@@ -42,6 +42,11 @@ export class SyncSupervisor {
     return this.#workers.get(userId)?.checkedAt;
   }
 
+  /** When a running worker last confirmed the mailbox in sync (fresher than the stored record). */
+  lastSyncAt(userId: string): string | null {
+    return this.#workers.get(userId)?.lastSyncAt ?? null;
+  }
+
   /** The oldest folder check over all running workers (epoch ms), or null when none has checked yet. */
   oldestFolderCheck(): number | null {
     let oldest: number | null = null;

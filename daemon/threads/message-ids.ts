@@ -66,7 +66,9 @@ function stripComments(value: string): string {
  */
 export function parseIdList(value: string | null | undefined): string[] {
   if (!value) return [];
-  const cleaned = stripComments(decodeEncodedWords(value));
+  const decoded = decodeEncodedWords(value);
+  // without a '(' there is no comment to strip (most values: a quick path for big folders)
+  const cleaned = decoded.includes('(') ? stripComments(decoded) : decoded;
   const ids: string[] = [];
   const re = /<([^<>]*)>/g;
   for (const m of cleaned.matchAll(re)) {
