@@ -78,6 +78,22 @@ export function buildProbes(w: World, ask: (a: Actor, req: Req) => Promise<Res>,
     t.equal((still.body as { messages: unknown[] }).messages?.length, w.t.keys.length, 'removal: nothing was removed');
   });
 
+  // erasure: a fresh candidate linked to T (by declaring T's first message for them) per cell
+  add('DELETE /v1/candidates/{id} (erasure)', 'candidate on T', async () => {
+    const cid = `acl-er-${++counter.put}`;
+    const put = await admin({ method: 'PUT', url: `/v1/candidates/${cid}`, body: { emails: [`erase-${counter.put}@example.org`] } });
+    const link = await admin({ method: 'POST', url: '/v1/outbound', body: { userId: userIdOf('from'), messageId: w.t.first.messageId, candidateIds: [cid] } });
+    if (put.status !== 200 || link.status !== 201) throw new Error(`setup of ${cid}: ${put.status} ${link.status}`);
+    return { method: 'DELETE', url: `/v1/candidates/${cid}` };
+  }, async (res, a, _secret, t) => {
+    // a data-protection request the ATS carries out: the ATS itself and admins, never a recruiter;
+    // T is shared with other candidates, so it stays (unlinked from the erased one)
+    if (!isSystem(a) && !isAdmin(a)) return forbidden(t, res, 'erasure by a user');
+    t.equal(res.status, 204, 'erasure: 204');
+    const still = await admin({ method: 'GET', url: `/v1/threads/${T}` });
+    t.equal((still.body as { messages: unknown[] }).messages?.length, w.t.keys.length, 'erasure: T, shared with others, keeps its messages');
+  });
+
   for (const key of w.t.keys) {
     add('GET /v1/messages/{key}', key, () => ({ method: 'GET', url: `/v1/messages/${key}` }), async (res, a, secret, t) => {
       if (!sees(a, secret)) return asMissing(t, res, 'message', key, ABSENT_MESSAGE, 'message');
@@ -219,6 +235,20 @@ export function buildProbes(w: World, ask: (a: Actor, req: Req) => Promise<Res>,
     t.equal(res.status, 200, 'audit: 200');
     const setOfT = (res.body as { entries: Array<{ action: string; target: { threadId?: string } }> }).entries.filter((e) => e.action === 'thread.secret_set' && e.target.threadId === T);
     t.ok(secret ? setOfT.length > 0 : true, 'audit: an admin sees that T was made secret');
+  });
+
+  // HEAD: the same checks as GET without streaming the whole store to every cell
+  add('GET /v1/admin/backup', 'backup (HEAD)', () => ({ method: 'HEAD', url: '/v1/admin/backup' }), async (res, a, _secret, t) => {
+    t.equal(res.status, !isSystem(a) && !isAdmin(a) ? 403 : 200, 'backup: only the ATS itself and admins');
+  });
+
+  let eventOfT = '';
+  add('POST /v1/events/{id}/redeliver', 'an event of T', async () => {
+    eventOfT ||= (w.receiver.received.find((x) => x.body.data.threadId === T)?.body.id ?? '');
+    return { method: 'POST', url: `/v1/events/${eventOfT}/redeliver` };
+  }, async (res, a, _secret, t) => {
+    if (!isSystem(a) && !isAdmin(a)) return forbidden(t, res, 'redelivery for a person');
+    t.equal(res.status, 202, 'redeliver: 202');
   });
 
   add('GET /v1/admin/status', 'status', () => ({ method: 'GET', url: '/v1/admin/status' }), async (res, a, _secret, t) => {
