@@ -255,20 +255,51 @@ export class Store {
   #nextFlush: Promise<void> | null = null;
 
   /**
-   * Compacts the key ranges under these prefixes: LevelDB first writes its memtable out and
-   * drops the write-ahead log (.log) that still holds every recent value, then merges the
-   * files holding the ranges level by level, which drops deleted and overwritten values. Only
-   * a snapshot still open (a running backup) keeps old values alive until it closes.
+   * Compacts the key ranges under these prefixes so values deleted there leave the files: LevelDB
+   * first writes its memtable out and drops the write-ahead log (.log) that still holds every
+   * recent value, then merges the files holding the ranges level by level, which drops deleted
+   * and overwritten values. Only a snapshot still open (a running backup) keeps old values alive
+   * until it closes.
+   *
+   * A value written and deleted while both were still in the memtable goes out in one table
+   * file with its deletion, and a compaction leaves a file alone when no file of a deeper level
+   * overlaps it: the value would stay on disk. So each range is compacted a second time after a
+   * deletion marker at each end of it (keys that hold nothing) went into a newer file above:
+   * merging that file with the old one drops the value.
    */
   async compactPrefixes(prefixes: string[]): Promise<void> {
-    const db = this.db as unknown as { compactRange: (a: string, b: string) => Promise<void> };
-    for (const p of prefixes) await db.compactRange(p, p + HIGH);
+    for (const p of prefixes) {
+      await this.#compactRange(p, p + MARKER_END);
+      // the prefix itself may be a key of the range (mbx!{userId}): as a marker only when it holds nothing
+      const low = (await this.has(p)) ? `${p}\x00` : p;
+      await this.writeOps([{ type: 'del', key: low }, { type: 'del', key: p + MARKER_END }]);
+      await this.#compactRange(p, p + MARKER_END);
+    }
   }
 
-  /** Compacts the whole key range so deleted values leave the files (erasure). */
+  /**
+   * Compacts the whole key range so deleted values leave the table files (see `purgeDeleted`
+   * for the MANIFEST and the LOG). Merging every level into the deepest one drops each old value
+   * where it meets its deletion; a file already in the deepest level is never rewritten on its
+   * own, though, and one written out from the memtable with both a value and its deletion lands
+   * there when the store has no level below the third (under about 100 MB). For such a store a
+   * second pass runs after deletion markers at both ends of the key space went into a newer
+   * file above every other: it rewrites all of them (cheap at that size). A larger store does
+   * not need it: the memtable's file then sits above the deepest level and was merged down.
+   */
   async compact(): Promise<void> {
-    const db = this.db as unknown as { compactRange?: (a: string, b: string) => Promise<void> };
-    if (db.compactRange) await db.compactRange('', HIGH);
+    await this.#track(this.#compactRange(FIRST_KEY, LAST_KEY));
+    if (this.#deepestLevel() <= 2) {
+      await this.writeOps([{ type: 'del', key: FIRST_KEY }, { type: 'del', key: LAST_KEY }]);
+      await this.#track(this.#compactRange(FIRST_KEY, LAST_KEY));
+    }
+  }
+
+  #deepestLevel(): number {
+    const db = this.db as unknown as { getProperty(p: string): string };
+    let deepest = -1;
+    for (let level = 0; level < 7; level++) if (Number(db.getProperty(`leveldb.num-files-at-level${level}`)) > 0) deepest = level;
+    return deepest;
   }
 
   /**
@@ -291,12 +322,12 @@ export class Store {
    *
    * 1. wait for reads and holds that started earlier: an open iterator's snapshot keeps the
    *    values it sees alive through a compaction;
-   * 2. compact the whole key range: the memtable goes to a table file and the write-ahead log
-   *    holding the deletions is dropped, then every level is merged down into the deepest one,
-   *    and each old value meets its deletion and is dropped. A compaction never rewrites a file
-   *    of the deepest level on its own, so a value and its deletion written out in the same
-   *    file there would both stay: `flushMemtable` before the deleting batch prevents that
-   *    (the deletion then lands in a newer file above the value);
+   * 2. compact the whole key range (`compact`): the memtable goes to a table file and the
+   *    write-ahead log holding the deletions is dropped, then every level is merged down into
+   *    the deepest one, and each old value meets its deletion and is dropped. A value and its
+   *    deletion written out in the same file could stay in the deepest level: `compact` takes a
+   *    second pass where that can happen, and a caller that can call `flushMemtable` before its
+   *    deleting batch keeps them apart from the start (the deletion lands in a newer file);
    * 3. close and open the database twice: opening writes a fresh MANIFEST listing only the
    *    current files, and starts a new LOG (the previous one becomes LOG.old, replaced by the
    *    short LOG of the first reopening at the second).
@@ -308,7 +339,7 @@ export class Store {
     if (this.#reopening) await this.#whileReopening();
     if (this.#closing) return;
     await this.#drain();
-    await this.#track(this.#compactRange(FIRST_KEY, LAST_KEY));
+    await this.compact();
     await this.reopen();
     await this.reopen();
   }
@@ -340,3 +371,5 @@ const FIRST_KEY = '\x00';
 const LAST_KEY = '\uffff';
 /** A range that holds no key. */
 const EMPTY_RANGE = '\x00';
+/** After every key under a prefix (no key holds U+FFFF, a noncharacter). */
+const MARKER_END = '\uffff';
