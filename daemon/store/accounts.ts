@@ -252,6 +252,19 @@ export class Accounts {
     return out;
   }
 
+  /**
+   * After an erasure: addresses that no candidate holds any more leave the in-memory index too.
+   * Call inside `store.exclusive`, after the batch that deleted them is written.
+   */
+  async forgetCandidateAddresses(normAddrs: Iterable<string>): Promise<void> {
+    if (!this.#candAddrs) return;
+    const known = await this.#candAddrs;
+    for (const a of normAddrs) {
+      const prefix = K.candAddrPrefix(a);
+      if ((await this.#store.keys(prefix, { limit: 1 })).length === 0) known.delete(prefix);
+    }
+  }
+
   /** Writes the candidate record and its address index into a batch; returns the addresses added. */
   async putCandidateInBatch(batch: WriteBatch, cid: string, body: { emails: string[]; name: string | null }): Promise<{ candidate: CandidateRecord; added: string[] }> {
     const old = await this.getCandidate(cid);

@@ -267,6 +267,7 @@ export class CandidateErasure {
     outbox.stageRewrites(rewrites);
     await store.flushMemtable();
     await outbox.writeRewrites(batch, rewrites.keys());
+    await this.#d.accounts.forgetCandidateAddresses(plan.addresses);
     return { ...outcome, eventId: event.id };
   }
 
