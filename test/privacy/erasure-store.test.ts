@@ -198,3 +198,16 @@ t.test('on a store with several LevelDB levels nothing of the candidate is left 
   const sample = (await w.store.keys(K.raw('m_filler'), { limit: 1 }))[0]!;
   t.equal((await w.store.getBytes(sample))?.length, 1024, 'the rest of the store reads as before');
 });
+
+t.test('a file rewrite an erasure still owed (a stop or a crash came first) is done on the next start', async (t) => {
+  const w = await world(t, { encryptContent: false });
+  const marker = `marker ${letters(24)}`;
+  await w.store.batch().put(K.message('m_1'), { text: marker }).write();
+  // what an erasure's batch leaves when the process ends before the rewrite
+  await w.store.batch().del(K.message('m_1')).put(K.purgeOwed(), { since: new Date().toISOString() }).write();
+  t.ok(foundAnywhere(findAnyCaseInStoreFiles(w.dir, { marker })).length, 'the deleted text is still in the files');
+  t.equal(await w.erasure.start(), true, 'the start finds the rewrite owed and does it');
+  t.same(foundAnywhere(findAnyCaseInStoreFiles(w.dir, { marker })), [], 'then it is in no file');
+  t.notOk(await w.store.has(K.purgeOwed()), 'and nothing is owed any more');
+  t.equal(await w.erasure.start(), false, 'the next start has nothing to do');
+});
