@@ -4,8 +4,14 @@ import pino, { type Logger } from 'pino';
  * The one redact list: anything that can hold a secret or mail content is censored wherever
  * it appears in a log object, so no other code needs to remember to leave it out.
  */
-const SECRET_KEYS = ['pass', 'password', 'accessToken', 'refreshToken', 'access_token', 'refresh_token', 'authorization', 'secret', 'token', 'tokens', 'sealedCredentials', 'text', 'html', 'source', 'raw', 'body'];
-export const REDACT_PATHS = SECRET_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`, `*.*.*.${k}`]).concat(['req.headers.authorization', 'req.headers["x-mailsync-signature"]']);
+export const SECRET_KEYS = [
+  // credentials and keys: mailbox logins, OAuth2, API and metrics tokens, webhook and OAuth client secrets, the master key
+  'pass', 'password', 'accessToken', 'refreshToken', 'access_token', 'refresh_token', 'authorization', 'secret', 'token', 'tokens',
+  'metricsToken', 'clientSecret', 'client_secret', 'sealedCredentials', 'masterKey',
+  // mail content
+  'text', 'html', 'source', 'raw', 'body',
+];
+export const REDACT_PATHS = SECRET_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`, `*.*.*.${k}`]).concat(['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-mailsync-signature"]']);
 
 export function createLogger(opts: { level: string; pretty: boolean }, destination?: pino.DestinationStream): Logger {
   const base: pino.LoggerOptions = {

@@ -5,6 +5,7 @@ import crypto from 'node:crypto'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Test } from 'tap'
+import { noteSecret } from '../helpers/log-capture.js'
 
 export interface FakeGrant {
   username: string
@@ -46,6 +47,7 @@ export class FakeOAuth2Provider {
 
   constructor(opts: FakeProviderOptions = {}) {
     this.opts = { expiresIn: 3600, rotateRefreshTokens: false, clientId: 'mailsync-test-client', clientSecret: 'client-secret-test', ...opts }
+    noteSecret('oauth client secret', this.opts.clientSecret)
     this.#server = http.createServer((req, res) => {
       const chunks: Buffer[] = []
       req.on('data', (c: Buffer) => chunks.push(c))
@@ -104,6 +106,7 @@ export class FakeOAuth2Provider {
   /** A new refresh token for a user (what the consent screen hands the ATS). */
   grant(username: string): FakeGrant {
     const refreshToken = `rt-${crypto.randomBytes(12).toString('hex')}`
+    noteSecret('oauth refresh token', refreshToken)
     this.#refresh.set(refreshToken, username)
     this.#issuedRefresh.push([refreshToken, username])
     return { username, refreshToken }
@@ -111,6 +114,7 @@ export class FakeOAuth2Provider {
 
   issueAccessToken(username: string, expiresIn = this.opts.expiresIn): string {
     const token = `at-${crypto.randomBytes(12).toString('hex')}`
+    noteSecret('oauth access token', token)
     this.#access.set(token, { username, expiresAt: Date.now() + expiresIn * 1000 })
     return token
   }

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 import YAML from 'yaml';
 import { waitUntil } from './daemon.js';
+import { daemonLogFile, logFileSink, noteSecretsIn } from './log-capture.js';
 
 /**
  * The built daemon (`mailsync serve`) as a child process, for what only a real process can
@@ -37,11 +38,19 @@ export async function startChildDaemon(t: Test, dir: string, config: Record<stri
   const file = path.join(dir, 'mailsync.yaml');
   fs.writeFileSync(file, YAML.stringify(config));
   const child = spawn(process.execPath, [main, 'serve', '--config', file], { cwd: dir, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  noteSecretsIn(config);
   const logs: string[] = [];
-  const collect = (chunk: Buffer) => logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+  const logFile = logFileSink(daemonLogFile('child'));
+  const collect = (chunk: Buffer) => {
+    logFile.write(chunk);
+    logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+  };
   child.stdout!.on('data', collect);
   child.stderr!.on('data', collect);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<void>((resolve) => child.once('close', () => {
+    logFile.close();
+    resolve();
+  }));
   t.teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');

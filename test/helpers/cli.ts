@@ -7,6 +7,7 @@ import YAML from 'yaml';
 import type { Test } from 'tap';
 import { TOKEN, waitUntil } from './daemon.js';
 import { tempDir } from './stack.js';
+import { daemonLogFile, logFileSink, noteSecret, noteSecretsIn } from './log-capture.js';
 
 /** The built CLI run as a process, and a daemon started by `mailsync serve` in its own process. */
 
@@ -21,12 +22,20 @@ export interface CliResult {
 
 /** Runs `mailsync ARGS` without blocking this process (receivers in the test keep answering). */
 export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  noteCliSecrets(args, opts.env ?? {}, opts.cwd ?? root);
+  const file = logFileSink(daemonLogFile(`cli-${args[0] ?? 'none'}`));
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [cliPath, ...args], { cwd: opts.cwd ?? root, env: { PATH: process.env.PATH ?? '', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.stdout.on('data', (c: Buffer) => {
+      file.write(c);
+      stdout += c.toString();
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      file.write(c);
+      stderr += c.toString();
+    });
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`mailsync ${args.join(' ')} did not finish in ${opts.timeoutMs ?? 60_000} ms\n${stdout}\n${stderr}`));
@@ -36,7 +45,27 @@ export function runCli(args: string[], opts: { env?: Record<string, string>; cwd
       // 'exit' can come before the pipes are drained
       setImmediate(() => resolve({ code, stdout, stderr }));
     });
+    child.on('close', () => file.close());
   });
+}
+
+/**
+ * Notes the secrets a command is given: those in its --config file and in MAILSYNC_*
+ * variables whose names say they hold one.
+ */
+function noteCliSecrets(args: string[], env: Record<string, string>, cwd: string): void {
+  const at = args.indexOf('--config');
+  const file = at >= 0 ? args[at + 1] : undefined;
+  if (file) {
+    try {
+      noteSecretsIn(YAML.parse(fs.readFileSync(path.resolve(cwd, file), 'utf8')));
+    } catch {
+      // a missing or broken file is what some tests are about
+    }
+  }
+  for (const [k, v] of Object.entries(env)) {
+    if (/^MAILSYNC_.*(TOKEN|PASS|SECRET|STORE_KEY)/.test(k)) for (const part of v.split(',')) noteSecret(`secret in ${k}`, part.trim());
+  }
 }
 
 /** A port free right now (the daemon needs a fixed one so commands can find its API). */
@@ -94,10 +123,17 @@ export interface ServeProcess {
 
 /** `mailsync serve --config FILE` as a child process, ready when /readyz says so. */
 export async function startServe(t: Test, setup: ServeSetup, env: Record<string, string> = {}): Promise<ServeProcess> {
+  noteCliSecrets(['serve', '--config', setup.configFile], env, setup.dir);
   const child = spawn(process.execPath, [cliPath, 'serve', '--config', setup.configFile], { cwd: setup.dir, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const file = logFileSink(daemonLogFile('serve'));
+  child.on('close', () => file.close());
   let out = '';
-  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  const collect = (c: Buffer) => {
+    file.write(c);
+    out += c.toString();
+  };
+  child.stdout!.on('data', collect);
+  child.stderr!.on('data', collect);
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');

@@ -3,7 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
+import YAML from 'yaml';
 import { TOKEN } from './daemon.js';
+import { daemonLogFile, logFileSink, noteSecretsIn } from './log-capture.js';
 
 /**
  * The built daemon as a real process (`node dist/daemon/cli/main.js serve`), for tests about
@@ -42,12 +44,22 @@ export function writeConfig(dir: string, opts: { webhooks: Record<string, unknow
 export async function spawnDaemon(t: Test, configFile: string, logFile: string): Promise<DaemonProcess> {
   // MAILSYNC_* variables of the test run must not leak into the daemon's configuration
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MAILSYNC_')));
+  noteSecretsIn(YAML.parse(fs.readFileSync(configFile, 'utf8')));
   const child = spawn(process.execPath, [cli, 'serve', '--config', configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
-  const out = fs.createWriteStream(logFile, { flags: 'a' });
+  const fileOut = fs.createWriteStream(logFile, { flags: 'a' });
+  const scanned = logFileSink(daemonLogFile('process'));
+  const out = {
+    write(chunk: Buffer) {
+      fileOut.write(chunk);
+      scanned.write(chunk);
+    },
+  };
+  // 'close', not 'exit': output can still arrive after the exit until the pipes are drained
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('exit', (code, signal) => {
-      out.end();
+    child.on('close', (code, signal) => {
+      fileOut.end();
+      scanned.close();
       resolve({ code, signal });
     });
   });
@@ -71,6 +83,7 @@ export async function spawnDaemon(t: Test, configFile: string, logFile: string):
   });
   const apiUrl = await started;
   const api: DaemonProcess['api'] = async (method, url, body, actingUser) => {
+    noteSecretsIn(body);
     const headers: Record<string, string> = { authorization: `Bearer ${TOKEN}` };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (actingUser) headers['x-acting-user'] = actingUser;

@@ -7,6 +7,7 @@ import { loadConfig, type Config } from '../../daemon/config/load.js';
 import { createLogger } from '../../daemon/ops/logger.js';
 import { createDaemon, type Daemon } from '../../daemon/daemon.js';
 import { tempDir } from './stack.js';
+import { daemonLogFile, logFileSink, noteSecret, noteSecretsIn } from './log-capture.js';
 
 export const TOKEN = 'test-token-5b0c';
 export const WEBHOOK_SECRET = 'whsec-test-91a7';
@@ -99,9 +100,14 @@ export async function startDaemon(t: Test, opts: { overrides?: Record<string, un
       log: { level: 'debug' },
     }, opts.overrides ?? {}),
   });
+  // what the daemon was given is what its log must never show (test/setup/stop-servers.ts)
+  noteSecretsIn(config);
+  noteSecret('encryption key', config.store.key);
   const logs: string[] = [];
+  const file = logFileSink(daemonLogFile('daemon'));
   const sink = new Writable({
     write(chunk, _enc, cb) {
+      file.write(chunk as Buffer);
       logs.push(...String(chunk).split('\n').filter(Boolean));
       cb();
     },
@@ -116,6 +122,7 @@ export async function startDaemon(t: Test, opts: { overrides?: Record<string, un
     await daemon.stop();
   };
   t.teardown(stop);
+  t.teardown(() => file.close());
   // On a failure the daemon's own log is the first thing anyone needs: print its tail.
   t.teardown(() => {
     if (process.env.MAILSYNC_TEST_LOGS === '1' || !t.passing()) {
@@ -123,6 +130,7 @@ export async function startDaemon(t: Test, opts: { overrides?: Record<string, un
     }
   });
   const api: RunningDaemon['api'] = async (method, url, o = {}) => {
+    noteSecretsIn(typeof o.body === 'string' ? parseOrNull(o.body) : o.body);
     const headers: Record<string, string> = { ...(o.headers ?? {}) };
     if (o.token !== null) headers.authorization = `Bearer ${o.token ?? TOKEN}`;
     if (o.actingUser) headers['x-acting-user'] = o.actingUser;
@@ -135,6 +143,14 @@ export async function startDaemon(t: Test, opts: { overrides?: Record<string, un
     return { status: res.status, body: body as never, headers: res.headers, raw };
   };
   return { daemon, config, logs, storeDir, api, stop };
+}
+
+function parseOrNull(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
 }
 
 function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {

@@ -1,23 +1,25 @@
 import crypto from 'node:crypto';
 import { appendMessage, buildMessage, createMailbox, dovecotEnv, type Account } from './dovecot.js';
 import { waitUntil, type ReceivedWebhook, type RunningDaemon } from './daemon.js';
+import { BODY_MARKER } from './log-capture.js';
 
 /**
  * A recruiter, a candidate and one ATS thread, as the reliability tests need them: the
- * original sent by the ATS (Message-ID in the ATS domain) and the candidate's replies.
+ * original sent by the ATS (Message-ID in the ATS domain) and the candidate's replies. Their
+ * bodies carry BODY_MARKER, which no daemon log may show.
  */
 
 export const CANDIDATE = 'pat.candidate@example.org';
 
 export function atsOriginal(recruiter: string, tag = crypto.randomBytes(4).toString('hex')): { raw: string; messageId: string } {
   const messageId = `<int-${tag}@ats.example.net>`;
-  const raw = buildMessage({ from: `Robin Recruiter <${recruiter}>`, to: `Pat Candidate <${CANDIDATE}>`, subject: `Interview ${tag}`, messageId, text: 'When are you free?' });
+  const raw = buildMessage({ from: `Robin Recruiter <${recruiter}>`, to: `Pat Candidate <${CANDIDATE}>`, subject: `Interview ${tag}`, messageId, text: `When are you free? (${BODY_MARKER})` });
   return { raw, messageId };
 }
 
 export function candidateReply(recruiter: string, parentId: string, label: string): { raw: string; messageId: string } {
   const messageId = `<${label}-${crypto.randomBytes(4).toString('hex')}@example.org>`;
-  const raw = buildMessage({ from: `Pat Candidate <${CANDIDATE}>`, to: recruiter, subject: 'Re: Interview', messageId, inReplyTo: parentId, references: parentId, text: `Reply ${label}.` });
+  const raw = buildMessage({ from: `Pat Candidate <${CANDIDATE}>`, to: recruiter, subject: 'Re: Interview', messageId, inReplyTo: parentId, references: parentId, text: `Reply ${label}. (${BODY_MARKER})` });
   return { raw, messageId };
 }
 

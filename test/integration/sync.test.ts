@@ -6,6 +6,7 @@ import { appendMessage, buildMessage, createMailbox, dovecotEnv, mailboxSnapshot
 import { startDaemon, startReceiver, waitUntil, WEBHOOK_SECRET, type RunningDaemon } from '../helpers/daemon.js';
 import { tempDir } from '../helpers/stack.js';
 import { verifySignature } from '../../daemon/events/signature.js';
+import { BODY_MARKER } from '../helpers/log-capture.js';
 
 /**
  * The main job, end to end on the real Dovecot: consent → live; initial sync finds an ATS
@@ -24,11 +25,11 @@ t.test('sync a recruiter mailbox end to end', async (t) => {
   const candidate = 'pat.candidate@example.org';
 
   // before consent: the ATS original in Sent, the candidate's reply in INBOX, other mail around
-  const original = buildMessage({ from: `Robin Recruiter <${recruiter}>`, to: `Pat Candidate <${candidate}>`, subject: 'Interview at Example Corp', messageId: '<int-1.k3j@ats.example.net>', text: 'When are you free next week?' });
+  const original = buildMessage({ from: `Robin Recruiter <${recruiter}>`, to: `Pat Candidate <${candidate}>`, subject: 'Interview at Example Corp', messageId: '<int-1.k3j@ats.example.net>', text: `When are you free next week? (${BODY_MARKER})` });
   await appendMessage(login, 'Sent', original, ['\\Seen']);
   await appendMessage(login, 'INBOX', buildMessage({ from: 'Newsletter <news@example.com>', to: recruiter, subject: 'Weekly digest', text: 'Nothing to do with hiring.' }));
-  await appendMessage(login, 'INBOX', buildMessage({ from: `Pat Candidate <${candidate}>`, to: recruiter, subject: 'Re: Interview at Example Corp', messageId: '<reply-1@example.org>', inReplyTo: '<int-1.k3j@ats.example.net>', references: '<int-1.k3j@ats.example.net>', text: 'Tuesday works.' }));
-  await appendMessage(login, 'INBOX', buildMessage({ from: 'Colleague <colleague@example.com>', to: recruiter, subject: 'Lunch?', text: 'Private.' }), ['\\Flagged']);
+  await appendMessage(login, 'INBOX', buildMessage({ from: `Pat Candidate <${candidate}>`, to: recruiter, subject: 'Re: Interview at Example Corp', messageId: '<reply-1@example.org>', inReplyTo: '<int-1.k3j@ats.example.net>', references: '<int-1.k3j@ats.example.net>', text: `Tuesday works. (${BODY_MARKER})` }));
+  await appendMessage(login, 'INBOX', buildMessage({ from: 'Colleague <colleague@example.com>', to: recruiter, subject: 'Lunch?', text: `Private. (${BODY_MARKER})` }), ['\\Flagged']);
 
   const receiver = await startReceiver(t);
   const storeParent = tempDir(t);
