@@ -64,7 +64,7 @@ function noteCliSecrets(args: string[], env: Record<string, string>, cwd: string
     }
   }
   for (const [k, v] of Object.entries(env)) {
-    if (/^MAILSYNC_.*(TOKEN|PASS|SECRET|STORE_KEY)/.test(k)) for (const part of v.split(',')) noteSecret(`secret in ${k}`, part.trim());
+    if (/^MAILSYNC_(.*(TOKENS?|PASS|SECRET)|STORE_KEY)$/.test(k)) for (const part of v.split(',')) noteSecret(`secret in ${k}`, part.trim());
   }
 }
 

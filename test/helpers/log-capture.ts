@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Secret } from './log-scan.js';
+import { isOption, schema, type SchemaTree } from '../../daemon/config/schema.js';
 
 /**
  * Every daemon a test starts (in this process or as a child) writes its log to a file in the
@@ -55,11 +56,38 @@ export function logFileSink(file: string): { write(chunk: string | Buffer): void
   };
 }
 
+/**
+ * The defaults of sensitive options ("change-me") are printed in the documentation and in the
+ * daemon's warning that they are still in use: not secrets, so not looked for.
+ */
+export const PUBLIC_DEFAULTS: ReadonlySet<string> = (() => {
+  const out = new Set<string>();
+  const walk = (tree: SchemaTree) => {
+    for (const node of Object.values(tree)) {
+      if (isOption(node)) {
+        const spec = node;
+        if (!spec.sensitive) continue;
+        const found: string[] = [];
+        const collect = (v: unknown) => {
+          if (typeof v === 'string') found.push(v);
+          else if (Array.isArray(v)) v.forEach(collect);
+          // a login list: the password is the secret, the user name is not
+          else if (v && typeof v === 'object' && 'pass' in v) collect((v as { pass: unknown }).pass);
+        };
+        collect(spec.default);
+        for (const v of found) if (v) out.add(v);
+      } else walk(node);
+    }
+  };
+  walk(schema as unknown as SchemaTree);
+  return out;
+})();
+
 const noted = new Set<string>();
 
 /** Notes a secret that a daemon of this run was given. */
 export function noteSecret(kind: string, value: unknown): void {
-  if (typeof value !== 'string' || !value) return;
+  if (typeof value !== 'string' || !value || PUBLIC_DEFAULTS.has(value)) return;
   const key = `${kind}\0${value}`;
   if (noted.has(key)) return;
   noted.add(key);

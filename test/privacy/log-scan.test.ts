@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { base64Cores, describeLeaks, scanLogDir, scanText, type Secret } from '../helpers/log-scan.js';
-import { BODY_MARKER, readNotedSecrets, runDir } from '../helpers/log-capture.js';
+import { BODY_MARKER, PUBLIC_DEFAULTS, readNotedSecrets, runDir } from '../helpers/log-capture.js';
 import { startDaemon, startReceiver, TOKEN, waitUntil, WEBHOOK_SECRET } from '../helpers/daemon.js';
 import { appendMessage, buildMessage, createMailbox, startPrivateDovecot } from '../helpers/dovecot.js';
 import { ATS_LOGIN, atsClient, startSink } from '../helpers/smtp.js';
@@ -54,6 +54,8 @@ t.test('the scanner finds a planted secret in every encoding and never prints it
   const json = scanText(JSON.stringify({ msg: 'x', v: 'quote"in\\secret' }), [{ kind: 'api token', value: 'quote"in\\secret' }]);
   t.same(json.map((l) => l.encoding), ['JSON-escaped'], 'a secret that JSON escapes is found as written in a JSON line');
   t.same(scanText(lines[0]!, secrets), [], 'a clean line gives nothing');
+
+  t.same([...PUBLIC_DEFAULTS], ['change-me'], 'the documented defaults of sensitive options, which the daemon warns about by name, are the only values left out');
 
   const dir = tempDir(t);
   fs.writeFileSync(path.join(dir, 'a.log'), `${lines[0]}\n${lines[0]}\n`);
