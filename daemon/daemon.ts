@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/load.js';
-import { loadMasterKey } from './store/crypto.js';
+import { Keyring } from './store/keyring.js';
+import { KeyRotation } from './store/key-rotation.js';
 import { Store } from './store/store.js';
 import { Outbox } from './store/outbox.js';
 import { Accounts } from './store/accounts.js';
@@ -52,6 +53,7 @@ export interface DaemonParts {
   imports: ImportRunner;
   audit: Audit;
   erasure: CandidateErasure;
+  keys: KeyRotation;
 }
 
 export interface DaemonOptions {
@@ -71,8 +73,11 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
   const metrics = opts.metrics ?? new Metrics();
 
   async function start(): Promise<void> {
-    const masterKey = loadMasterKey({ key: config.store.key || undefined, keyFile: config.store.keyFile });
-    const store = await Store.open({ path: config.store.path, masterKey, encryptContent: config.store.encryptContent });
+    const { keyring, warnings: keyWarnings } = Keyring.load({ key: config.store.key || undefined, keyFile: config.store.keyFile }, { storePath: config.store.path });
+    for (const w of keyWarnings) log.warn(w);
+    const store = await Store.open({ path: config.store.path, keyring, encryptContent: config.store.encryptContent });
+    const keys = new KeyRotation(store, log.child({ component: 'keys' }));
+    if (keyring.ids.length > 1) log.warn({ keyIds: keyring.ids, current: keyring.current }, `${keyring.source} holds older keys besides the current one: a key rotation did not finish; run \`mailsync keys rotate\` again`);
     const outbox = new Outbox(store, { push: !!config.webhooks.url });
     await outbox.init();
     const audit = new Audit(store);
@@ -82,7 +87,7 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
     const accounts = new Accounts(store, outbox, normalise);
     const domains = config.ats.messageIdDomains;
     // ids the relay stamped stay tracked even if the ATS domains change later
-    const stamper = new MessageIdStamper(masterKey);
+    const stamper = new MessageIdStamper(keyring.stampKey);
     const isAtsKey = (k: string) => isAtsDomainId(k, domains) || stamper.verify(k);
     const threads = new Threads(store, outbox, accounts, { isAtsKey, normalise, maxRawBytes: config.store.maxRawBytes });
     let supervisor: SyncSupervisor | null = null;
@@ -145,8 +150,8 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
       holdImports: (cid) => imports.holdCandidate(cid),
       holdRelay: (threadIds) => relay.queue.withhold(threadIds),
     });
-    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins, imports, quarantine, audit, erasure, relayQueueDepth: () => relay.queue.depth, relay: relay.queue });
-    parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, relay, logins, imports, audit, erasure };
+    const api = await buildApi({ config, store, accounts, threads, outbox, supervisor, dispatcher, metrics, normalise, isReady: () => ready, log, logins, imports, quarantine, audit, erasure, relayQueueDepth: () => relay.queue.depth, relay: relay.queue, keys });
+    parts = { store, outbox, accounts, threads, supervisor, dispatcher, api, metrics, relay, logins, imports, audit, erasure, keys };
     const sup = supervisor;
     metrics.readFrom({
       mailboxStates: () => mailboxStateCounts(accounts),
@@ -191,6 +196,8 @@ export function createDaemon(config: Config, log: Logger, opts: DaemonOptions = 
         ['imports', () => parts!.imports.stop()],
         ['webhooks', async () => parts!.dispatcher?.stop()],
         ['erasure', async () => parts!.erasure.stop()],
+        // a rotation stops between two batches; what it re-sealed stays, every key stays in the file
+        ['keys', () => parts!.keys.stop()],
         ['store', () => parts!.store.close()],
       ];
       for (const [name, step] of steps) {

@@ -16,6 +16,8 @@ import type { ImportRunner } from '../sync/import-job.js';
 import { registerImportRoutes } from './routes-imports.js';
 import { registerQuarantineRoutes } from './routes-quarantine.js';
 import type { Quarantine } from '../store/quarantine.js';
+import type { KeyRotation } from '../store/key-rotation.js';
+import { registerKeyRoutes } from './routes-keys.js';
 import type { WebhookDispatcher } from '../events/dispatcher.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { LoginAuth } from '../sync/oauth2-tokens.js';
@@ -55,6 +57,8 @@ export interface ApiContext {
   audit: Audit;
   /** Data-protection erasures of candidates. */
   erasure: CandidateErasure;
+  /** Key status and rotation (`mailsync keys`). */
+  keys: KeyRotation;
   /** Fresh IMAP logins (OAuth2 tokens refreshed), for `mailsync doctor` through the API; `forget` on revocation. */
   logins?: { login(userId: string, protocol: 'imap'): Promise<{ auth: LoginAuth }>; forget(userId: string): void };
   /** The relay's queue, when the relay runs: a revocation fails the messages that would go out with the user's login. */
@@ -260,6 +264,7 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   registerThreadRoutes(app, ctx);
   registerEventRoutes(app, ctx);
   registerAdminRoutes(app, ctx);
+  registerKeyRoutes(app, ctx);
   registerStatusRoutes(app, ctx);
   registerImportRoutes(app, ctx);
   registerQuarantineRoutes(app, ctx);

@@ -18,10 +18,12 @@ const COMMANDS: Array<() => Promise<{ default: Command }>> = [
   () => import('./commands/backup.js'),
   () => import('./commands/restore.js'),
   () => import('./commands/import.js'),
+  () => import('./commands/keys-status.js'),
+  () => import('./commands/keys-rotate.js'),
 ];
 
 const INTRO = `mailsync — sync applicant-tracking email threads from recruiters' mailboxes`;
-const STORE_NOTE = `Commands that read the store (users, events, backup) open it themselves when no daemon runs;
+const STORE_NOTE = `Commands that read the store (users, events, backup, keys) open it themselves when no daemon runs;
 while the daemon runs (it holds the store) they ask its API at api.host:api.port with the first
 of api.tokens, so give them the daemon's configuration. restore needs the daemon stopped.
 `;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Level } from 'level';
 import type { Config } from '../config/load.js';
 import { MailsyncError } from '../errors.js';
-import { loadMasterKey } from '../store/crypto.js';
+import { Keyring } from '../store/keyring.js';
 import { Store } from '../store/store.js';
 import { Outbox } from '../store/outbox.js';
 import { Accounts } from '../store/accounts.js';
@@ -94,10 +94,10 @@ export function storeExists(storePath: string): boolean {
   return fs.existsSync(path.join(storePath, 'CURRENT'));
 }
 
-/** The master key, without creating a key file: a command must never make a new key for an old store. */
-export function existingMasterKey(config: Config): Buffer | null {
-  if (config.store.key) return loadMasterKey({ key: config.store.key, keyFile: config.store.keyFile });
-  return fs.existsSync(config.store.keyFile) ? loadMasterKey({ keyFile: config.store.keyFile }) : null;
+/** The keys, without creating a key file: a command must never make a new key for an old store. */
+export function existingKeyring(config: Config): Keyring | null {
+  if (config.store.key) return Keyring.load({ key: config.store.key, keyFile: config.store.keyFile }).keyring;
+  return fs.existsSync(config.store.keyFile) ? Keyring.load({ keyFile: config.store.keyFile }).keyring : null;
 }
 
 export async function openStoreAccess(config: Config): Promise<StoreAccess> {
@@ -106,14 +106,14 @@ export async function openStoreAccess(config: Config): Promise<StoreAccess> {
     throw new MailsyncError('MAILSYNC_ERR_CONFIG', `there is no store at ${storePath} (store.path); run the command with the daemon's configuration`);
   }
   const viaDaemon = (): StoreAccess => ({ via: 'daemon', daemon: new DaemonClient(apiBaseUrl(config), config.api.tokens[0]!), close: async () => {} });
-  const key = existingMasterKey(config);
-  if (!key) {
+  const keyring = existingKeyring(config);
+  if (!keyring) {
     if (await storeLocked(storePath)) return viaDaemon();
     throw new MailsyncError('MAILSYNC_ERR_KEY', `the store's key file ${config.store.keyFile} (store.keyFile) does not exist, and without it the store cannot be read`);
   }
   let store: Store;
   try {
-    store = await Store.open({ path: storePath, masterKey: key, encryptContent: config.store.encryptContent });
+    store = await Store.open({ path: storePath, keyring, encryptContent: config.store.encryptContent });
   } catch (err) {
     if (isLocked(err)) return viaDaemon();
     throw err;

@@ -39,10 +39,10 @@ export const schema = {
   store: {
     path: { doc: 'Directory of the LevelDB store. Back it up; it holds the threads, the sync state and the outbox.', format: String, default: './data' },
     keyFile: {
-      doc: 'File holding the 32-byte key (64 hex characters) that encrypts secrets at rest with AES-256-GCM. Created with mode 0600 when missing. Keep it outside backups of the store.',
+      doc: 'File holding the keys that encrypt secrets (and content) at rest with AES-256-GCM: one line of 64 hex characters (one key), or the keyring that `mailsync keys rotate` writes (keys with ids, one current). Created with mode 0600 when missing, never for an existing store. Keep it outside backups of the store.',
       format: String, default: './data/master.key',
     },
-    key: { doc: 'The encryption key itself (64 hex characters), instead of keyFile; wins over keyFile when set. Meant for secret managers that inject env vars.', format: String, default: '', sensitive: true },
+    key: { doc: 'The encryption key itself (64 hex characters), instead of keyFile; wins over keyFile when set. Meant for secret managers that inject env vars. A key given here cannot be rotated by `mailsync keys rotate`.', format: String, default: '', sensitive: true },
     encryptContent: { doc: 'Encrypt stored message content (parsed text, html and original bytes) too, not only credentials.', format: 'boolean', default: true },
     maxTextBytes: { doc: 'Longest text and HTML body kept per message (each, in characters); longer bodies are cut.', format: 'nat', default: 1_048_576 },
     maxRawBytes: {

@@ -31,8 +31,9 @@ const ID_CHARS = /^[A-Za-z0-9._:-]{1,128}$/;
 export class MessageIdStamper {
   readonly #key: Buffer;
 
-  constructor(masterKey: Buffer) {
-    this.#key = Buffer.from(crypto.hkdfSync('sha256', masterKey, Buffer.alloc(0), 'mailsync:message-id-stamp', 32));
+  /** `key`: the keyring's stamp key (derived once from the first key; stamps outlive key rotations). */
+  constructor(key: Buffer) {
+    this.#key = key;
   }
 
   #token(random: string): string {

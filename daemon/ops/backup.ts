@@ -199,3 +199,15 @@ export async function restoreInto(dir: string, target: string): Promise<{ entrie
   }
   return { entries, header: checker.finish() };
 }
+
+/** The key checks a store records (`meta!keys`), read without its keys; null for a store from before them. */
+export async function recordedKeyChecks(storePath: string): Promise<Record<string, string> | null> {
+  const db = new Level<string, Buffer>(storePath, { keyEncoding: 'utf8', valueEncoding: 'buffer', createIfMissing: false });
+  await db.open();
+  try {
+    const raw = await db.get('meta!keys');
+    return raw === undefined ? null : (JSON.parse(raw.subarray(1).toString('utf8')) as Record<string, string>);
+  } finally {
+    await db.close();
+  }
+}

@@ -10,6 +10,8 @@
  * | meta!flush                                  | 0 — written with fsync (Store.flush)         |
  * | meta!purge                                  | set by an erasure until LevelDB's files are  |
  * |                                             | rewritten without what it deleted            |
+ * | meta!keys                                   | check value of each key id of the keyring,   |
+ * |                                             | to refuse a key file that is not this store's|
  * | user!{userId}                               | UserRecord                                   |
  * | uaddr!{normAddr}!{userId}                   | '' — user addresses (email and aliases)      |
  * | mbx!{userId}                                | MailboxRecord, credentials sealed            |
@@ -76,6 +78,7 @@ export const K = {
   version: () => 'meta!version',
   flush: () => 'meta!flush',
   purgeOwed: () => 'meta!purge',
+  keyChecks: () => 'meta!keys',
   user: (userId: string) => `user!${userId}`,
   userAddr: (normAddr: string, userId: string) => `uaddr!${esc(normAddr)}!${userId}`,
   userAddrPrefix: (normAddr: string) => `uaddr!${esc(normAddr)}!`,
@@ -130,6 +133,9 @@ export const K = {
 /** Key prefixes whose values hold mail content: sealed when `store.encryptContent` is on. */
 // aud! holds no content, but who acted on whose mailbox when is personal data too
 export const CONTENT_PREFIXES = ['msg!', 'raw!', 'thr!', 'evt!', 'rly!', 'rlyraw!', 'aud!'];
+
+/** Key prefixes whose JSON values carry sealed credentials (`sealedCredentials`), always sealed. */
+export const CREDENTIAL_PREFIXES = ['mbx!'];
 
 /** The last `!`-separated part of a key. */
 export function lastPart(key: string): string {

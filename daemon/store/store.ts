@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import { Level } from 'level';
-import { Sealer, IdHasher } from './crypto.js';
-import { CONTENT_PREFIXES, HIGH, K } from './keys.js';
+import { MailsyncError } from '../errors.js';
+import { Sealer, IdHasher, sealedKeyId } from './crypto.js';
+import { Keyring } from './keyring.js';
+import { CONTENT_PREFIXES, CREDENTIAL_PREFIXES, HIGH, K } from './keys.js';
 
 /**
  * The LevelDB store: typed JSON values, content sealed when configured, atomic batches, and
@@ -13,11 +15,19 @@ const LAYOUT_VERSION = 1;
 
 export interface StoreOptions {
   path: string;
-  masterKey: Buffer;
+  /** The keys that seal values; or `masterKey`, a keyring of that one key. */
+  keyring?: Keyring;
+  masterKey?: Buffer;
   encryptContent: boolean;
 }
 
-type Op = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
+/** What a stored value holds sealed: the key ids, and whether it is content stored unsealed. */
+export interface SealedParts {
+  keyIds: number[];
+  plainContent: boolean;
+}
+
+export type Op = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
 
 export class WriteBatch {
   readonly ops: Op[] = [];
@@ -56,6 +66,7 @@ export class WriteBatch {
 
 export class Store {
   readonly db: Level<string, Buffer>;
+  readonly keyring: Keyring;
   readonly #content: Sealer;
   readonly #secrets: Sealer;
   readonly idHasher: IdHasher;
@@ -67,13 +78,26 @@ export class Store {
   readonly #busy = new Set<Promise<unknown>>();
   /** Set by `close`: a purge running then does not open the database again. */
   #closing = false;
+  /** Set while writes are held back (a key rotation's batch); writers wait for it. */
+  #paused: Promise<void> | null = null;
+  #writing = 0;
+  #drained: (() => void) | null = null;
+  /**
+   * While a rotation runs, every write re-seals values sealed under an older key: a batch put
+   * together before the new key became current must not land old-key values the rotation has
+   * already passed over.
+   */
+  resealOnWrite = false;
 
   private constructor(opts: StoreOptions) {
     fs.mkdirSync(opts.path, { recursive: true, mode: 0o700 });
     this.db = new Level<string, Buffer>(opts.path, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
-    this.#content = new Sealer(opts.masterKey, 'content');
-    this.#secrets = new Sealer(opts.masterKey, 'credentials');
-    this.idHasher = new IdHasher(opts.masterKey);
+    const keyring = opts.keyring ?? (opts.masterKey ? Keyring.fromKey(opts.masterKey) : null);
+    if (!keyring) throw new Error('Store.open needs a keyring or a master key');
+    this.keyring = keyring;
+    this.#content = new Sealer(keyring, 'content');
+    this.#secrets = new Sealer(keyring, 'credentials');
+    this.idHasher = new IdHasher(keyring.idHashKey);
     this.#encryptContent = opts.encryptContent;
   }
 
@@ -94,7 +118,62 @@ export class Store {
       await store.db.close();
       throw new Error(`the store at ${opts.path} has layout version ${version}; this mailsync knows up to ${LAYOUT_VERSION}: upgrade mailsync`);
     }
+    try {
+      await store.#verifyKeys();
+    } catch (err) {
+      await store.db.close();
+      throw err;
+    }
     return store;
+  }
+
+  /**
+   * Refuses a key file that does not belong to this store before anything is written: each key
+   * id the store knows must be in the keyring with the same key. A store from before these
+   * checks is tried on one sealed value instead. Then the keyring's ids are recorded.
+   */
+  async #verifyKeys(): Promise<void> {
+    const kr = this.keyring;
+    const recorded = await this.get<Record<string, string>>(K.keyChecks());
+    const wrong = (why: string) => new MailsyncError('MAILSYNC_ERR_KEY', `${kr.source} does not belong to the store at ${this.db.location}: ${why}. Put back the key file that belongs to this store (nothing was changed)`);
+    if (recorded) {
+      for (const [idText, check] of Object.entries(recorded)) {
+        const id = Number(idText);
+        if (!kr.has(id)) throw wrong(`the store has values sealed under key ${id}, which it does not hold (it holds ${kr.ids.map((i) => `key ${i}`).join(', ')})`);
+        if (kr.keyCheck(id) !== check) throw wrong(`its key ${id} is not the key ${id} this store was sealed with`);
+      }
+    } else {
+      const sample = await this.#sealedSample();
+      if (sample) {
+        try {
+          sample();
+        } catch (err) {
+          if (err instanceof MailsyncError && err.code === 'MAILSYNC_ERR_DECRYPT') throw wrong('the values in the store cannot be decrypted with it');
+          throw err;
+        }
+      }
+    }
+    await this.recordKeys();
+  }
+
+  /** Opening one sealed value of the store, if it has any. */
+  async #sealedSample(): Promise<(() => void) | null> {
+    for (const [, mbx] of await this.db.iterator({ gt: 'mbx!', lt: `mbx!${HIGH}`, limit: 1 }).all()) {
+      const sealed = (this.decode<{ sealedCredentials?: string }>(mbx)).sealedCredentials;
+      if (sealed) return () => this.openSecret(sealed);
+    }
+    for (const prefix of CONTENT_PREFIXES) {
+      for (const [, value] of await this.db.iterator({ gt: prefix, lt: prefix + HIGH, limit: 1 }).all()) {
+        if (value[0] === 1) return () => this.decodeBytes(value);
+      }
+    }
+    return null;
+  }
+
+  /** Records which key ids this store uses, with a check value of each (after a rotation changed them). */
+  async recordKeys(ids = this.keyring.ids): Promise<void> {
+    const checks = Object.fromEntries(ids.map((id) => [String(id), this.keyring.keyCheck(id)]));
+    await this.db.put(K.keyChecks(), this.encode(K.keyChecks(), checks));
   }
 
   get isOpen(): boolean {
@@ -136,6 +215,56 @@ export class Store {
 
   openSecret<T>(sealed: string): T {
     return JSON.parse(this.#secrets.open(Buffer.from(sealed, 'base64')).toString('utf8')) as T;
+  }
+
+  /** Which keys a stored value (as read from LevelDB) is sealed under. */
+  sealedParts(key: string, raw: Buffer): SealedParts {
+    if (CONTENT_PREFIXES.some((p) => key.startsWith(p))) {
+      const id = raw[0] === 1 ? sealedKeyId(raw.subarray(1)) : null;
+      return { keyIds: id === null ? [] : [id], plainContent: raw[0] !== 1 };
+    }
+    if (CREDENTIAL_PREFIXES.some((p) => key.startsWith(p)) && raw[0] === 0) {
+      const sealed = (JSON.parse(raw.subarray(1).toString('utf8')) as { sealedCredentials?: string }).sealedCredentials;
+      const id = sealed ? sealedKeyId(Buffer.from(sealed, 'base64')) : null;
+      return { keyIds: id === null ? [] : [id], plainContent: false };
+    }
+    return { keyIds: [], plainContent: false };
+  }
+
+  /**
+   * The value re-sealed under the current key, or null when nothing in it is sealed under
+   * another key. Plain values stay plain: a rotation changes keys, not what is encrypted.
+   */
+  resealStale(key: string, raw: Buffer): Buffer | null {
+    const current = this.keyring.current;
+    if (!this.sealedParts(key, raw).keyIds.some((id) => id !== current)) return null;
+    if (raw[0] === 1) return Buffer.concat([Buffer.from([1]), this.#content.seal(this.#content.open(raw.subarray(1)))]);
+    const record = JSON.parse(raw.subarray(1).toString('utf8')) as { sealedCredentials: string };
+    const resealed = this.#secrets.seal(this.#secrets.open(Buffer.from(record.sealedCredentials, 'base64'))).toString('base64');
+    return Buffer.concat([Buffer.from([0]), Buffer.from(JSON.stringify({ ...record, sealedCredentials: resealed }), 'utf8')]);
+  }
+
+  /**
+   * Runs `fn` with no batch write in flight and none starting until it ends, and the database
+   * kept open (no purge reopens it): what `fn` reads with getSync and writes cannot be
+   * overtaken by another writer (a key rotation's re-seal never writes back a value older than
+   * the one stored). Keep `fn` short: writers wait.
+   */
+  async withWritesPaused<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.#paused) await this.#paused;
+    let release!: () => void;
+    this.#paused = new Promise<void>((r) => (release = r));
+    let unhold: (() => void) | null = null;
+    try {
+      unhold = await this.hold();
+      if (this.#writing > 0) await new Promise<void>((r) => (this.#drained = r));
+      this.#drained = null;
+      return await fn();
+    } finally {
+      unhold?.();
+      this.#paused = null;
+      release();
+    }
   }
 
   // Point reads are synchronous (classic-level's getSync): they are served from LevelDB's
@@ -188,8 +317,23 @@ export class Store {
 
   /** Writes a batch's operations (WriteBatch.write). */
   async writeOps(ops: Op[]): Promise<void> {
-    if (this.#reopening) await this.#whileReopening();
-    await this.#track(this.db.batch(ops));
+    for (;;) {
+      if (this.#reopening) await this.#whileReopening();
+      else if (this.#paused) await this.#paused;
+      else break;
+    }
+    if (this.resealOnWrite) {
+      ops = ops.map((op) => {
+        const fresh = op.type === 'put' ? this.resealStale(op.key, op.value) : null;
+        return fresh ? { ...op, value: fresh } : op;
+      });
+    }
+    this.#writing++;
+    try {
+      await this.#track(this.db.batch(ops));
+    } finally {
+      if (--this.#writing === 0) this.#drained?.();
+    }
   }
 
   /**

@@ -40,6 +40,12 @@ t.test('mistakes in the command line say what is wrong and exit 2', async (t) =>
   const group = run(['config']);
   t.equal(group.code, 2);
   t.match(group.stderr, /"mailsync config" needs a subcommand: mailsync config check/);
+  const keys = run(['keys']);
+  t.equal(keys.code, 2);
+  t.match(keys.stderr, /"mailsync keys" needs a subcommand: mailsync keys status, mailsync keys rotate/);
+  const batch = run(['keys', 'rotate', '--batch-size', '0']);
+  t.equal(batch.code, 2);
+  t.match(batch.stderr, /--batch-size must be a whole number from 1 to 10000, not "0"/);
   const extra = run(['serve', 'now']);
   t.equal(extra.code, 2);
   t.match(extra.stderr, /unexpected argument "now"/);

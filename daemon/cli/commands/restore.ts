@@ -2,9 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { IdHasher } from '../../store/crypto.js';
 import { MailsyncError } from '../../errors.js';
-import { KEY_CHECK_INPUT, readManifest, restoreInto } from '../../ops/backup.js';
+import { KEY_CHECK_INPUT, readManifest, recordedKeyChecks, restoreInto } from '../../ops/backup.js';
 import { commandConfig, type Command } from '../command.js';
-import { existingMasterKey, storeExists, storeLocked } from '../store-access.js';
+import { existingKeyring, storeExists, storeLocked } from '../store-access.js';
 
 const command: Command = {
   name: 'restore',
@@ -18,10 +18,10 @@ const command: Command = {
     const config = commandConfig(args);
     const target = config.store.path;
     const manifest = readManifest(dir);
-    const key = existingMasterKey(config);
-    const sameKey = key !== null && new IdHasher(key).hash(KEY_CHECK_INPUT) === manifest.keyCheck;
+    const keyring = existingKeyring(config);
+    let sameKey = keyring !== null && new IdHasher(keyring.idHashKey).hash(KEY_CHECK_INPUT) === manifest.keyCheck;
     if (!sameKey && !args.values.force) {
-      throw new MailsyncError('MAILSYNC_ERR_KEY', key
+      throw new MailsyncError('MAILSYNC_ERR_KEY', keyring
         ? 'the backup was made under another encryption key than the configured one (store.keyFile / store.key): put back the key that belongs to the backup, or pass --force'
         : `the key file ${config.store.keyFile} (store.keyFile) does not exist: put back the key that belongs to the backup, or pass --force`);
     }
@@ -31,6 +31,15 @@ const command: Command = {
     const staging = `${target}.restoring-${process.pid}`;
     fs.rmSync(staging, { recursive: true, force: true });
     const { entries } = await restoreInto(dir, staging);
+    // the same installation, but its keys may have been rotated since the backup was made
+    const missing = keyring ? Object.entries((await recordedKeyChecks(staging)) ?? {}).filter(([id, check]) => !keyring.has(Number(id)) || keyring.keyCheck(Number(id)) !== check).map(([id]) => id) : [];
+    if (missing.length && sameKey) {
+      sameKey = false;
+      if (!args.values.force) {
+        fs.rmSync(staging, { recursive: true, force: true });
+        throw new MailsyncError('MAILSYNC_ERR_KEY', `the backup holds values sealed under ${missing.map((id) => `key ${id}`).join(', ')}, which ${keyring!.source} no longer holds (retired by \`mailsync keys rotate\` after the backup was made): put back the key file kept from the time of the backup, or pass --force`);
+      }
+    }
     // the default key file (./data/master.key) lives inside the store directory: it goes with
     // the store that is put in place, or the restored store could not be read
     const keyFile = path.resolve(config.store.keyFile);

@@ -39,7 +39,9 @@ const command: Command = {
     } catch (err) {
       log.fatal({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, 'mailsync could not start');
       await daemon.stop().catch(() => undefined);
-      return 1;
+      // a key that is missing or wrong does not fix itself: 78 (EX_CONFIG) tells a supervisor
+      // not to restart in a loop (systemd: RestartPreventExitStatus=78)
+      return (err as { code?: string }).code === 'MAILSYNC_ERR_KEY' ? 78 : 1;
     }
     return new Promise<number>(() => {}); // runs until a signal
   },
