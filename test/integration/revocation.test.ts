@@ -187,6 +187,8 @@ t.test('an OAuth2 consent against Dovecot\'s oauth2 passdb: tokens destroyed, pu
   await d.api('PUT', '/v1/users/u1', { body: { email: login.address } });
   // an expired access token: the daemon refreshes (and the provider rotates the refresh token)
   const oauth = { provider: 'google', accessToken: provider.issueAccessToken(login.user, 1), refreshToken: grant.refreshToken, expiresAt: new Date(Date.now() - 1000).toISOString() };
+  // the refresh is held back a moment, so the sealed credentials of the consent itself can be read
+  provider.tokenDelayMs = 1000;
   const consent = await d.api('PUT', '/v1/users/u1/mailbox', {
     actingUser: 'u1',
     body: {
@@ -197,6 +199,7 @@ t.test('an OAuth2 consent against Dovecot\'s oauth2 passdb: tokens destroyed, pu
   });
   t.equal(consent.status, 202);
   const consentBlob = sealedCredentials(d, 'u1');
+  provider.tokenDelayMs = 0;
   const status = async () => (await d.api<{ state: string; counts: { messages: number } }>('GET', '/v1/users/u1/mailbox', { actingUser: 'u1' })).body;
   await waitUntil(async () => (await status()).state === 'live' && (await status()).counts.messages === 2, 'live over XOAUTH2 with the thread stored');
   t.ok(provider.tokenRequests.length >= 1, 'the token was refreshed');
