@@ -9,6 +9,7 @@ import { exampleYaml, markdownReference } from '../../daemon/config/reference.js
 import { schema } from '../../daemon/config/schema.js';
 import { tempDir } from '../helpers/stack.js';
 import { waitUntil } from '../helpers/daemon.js';
+import { daemonLogFile } from '../helpers/log-capture.js';
 
 /** What an operator sees from `mailsync config check` and `mailsync serve`: the built CLI, run as a process. */
 
@@ -131,6 +132,8 @@ t.test('serve with no file runs on the embedded defaults: store ./data, API on 1
   t.match(second.stdout + second.stderr, /in use by another mailsync process/, 'and says the store is in use');
   child.kill('SIGTERM');
   t.equal(await exited, 0, 'SIGTERM stops it cleanly with exit 0');
+  // for the suite's log scan (test/setup/stop-servers.ts)
+  fs.writeFileSync(daemonLogFile('serve-defaults'), out);
   for (const line of out.split('\n').filter((l) => l.startsWith('{'))) JSON.parse(line);
   t.pass('every log line is JSON');
 });

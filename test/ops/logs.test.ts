@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import t from 'tap';
 import { cliPath, writeServeConfig } from '../helpers/cli.js';
 import { waitUntil } from '../helpers/daemon.js';
+import { daemonLogFile } from '../helpers/log-capture.js';
 
 /** Logs are JSON lines for machines, and readable lines for people with --pretty or a terminal. */
 
@@ -29,6 +31,8 @@ async function serveOutput(t: Parameters<typeof writeServeConfig>[0], args: stri
   t.teardown(stop);
   await waitUntil(() => out.includes('mailsync started'), `the start line (output so far: ${out.slice(0, 300)})`, 30_000);
   await stop();
+  // for the suite's log scan (test/setup/stop-servers.ts)
+  fs.writeFileSync(daemonLogFile(tty ? 'serve-tty' : 'serve'), out);
   return out;
 }
 
